@@ -1,0 +1,58 @@
+"""The `kubeforge` command line. Heavy imports stay inside the commands (plan < 0.5 s cold)."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from kubeforge.errors import KubeforgeError
+
+app = typer.Typer(
+    help="kubeforge: install a GPU-ready ML platform on Kubernetes, prove it works, upgrade it "
+    "and tear it down cleanly.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Sub-apps and command groups living in their own modules; each exposes register(app).
+_PLUGINS = ("kubeforge.cli_spine", "kubeforge.cli_stacks", "kubeforge.cli_nodes",
+            "kubeforge.cli_lifecycle")
+
+
+def _register() -> None:
+    for mod in _PLUGINS:
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name == mod:
+                continue  # that capability is not in this build
+            raise
+        module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except KubeforgeError as exc:
+        print(exc.render(), file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:  # typer/click exits (--help, usage errors)
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors come as ClickException
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            return 2
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
