@@ -35,7 +35,7 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> int:
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
     except KubeforgeError as exc:
         print(exc.render(), file=sys.stderr)
         return exc.exit_code
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return 2
         raise
-    return 0
+    # standalone_mode=False hands back typer.Exit codes instead of exiting.
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":
