@@ -56,6 +56,14 @@ def write_lock(path: Path, locks: dict[str, list[tuple[str, str]]]) -> None:
     path.write_text(header + yaml.safe_dump(data, sort_keys=False))
 
 
+def resolve_repo(ref: str | dict, repos: dict, component: dict) -> dict:
+    """A source's repo: a key of components/_repos.yaml, or an inline mapping whose ref may
+    say {version} (the component's version)."""
+    repo = dict(repos[ref]) if isinstance(ref, str) else dict(ref)
+    repo["ref"] = str(repo["ref"]).format(version=component["version"])
+    return repo
+
+
 def relock(catalog_dir: Path, mirror: Path, only: list[str] | None = None) -> list[str]:
     """Rewrite every component's sources.lock and sha256 pins from the mirror. Returns messages."""
     import yaml
@@ -72,7 +80,7 @@ def relock(catalog_dir: Path, mirror: Path, only: list[str] | None = None) -> li
         for src in doc.get("sources", []):
             if src["kind"] not in ("manifest", "kustomize"):
                 continue
-            repo = repos[src["repo"]]
+            repo = resolve_repo(src["repo"], repos, doc)
             base = mirror / "github" / repo["owner"] / repo["name"] / repo["ref"]
             if src["kind"] == "manifest":
                 new = file_sha256(base / src["path"])
