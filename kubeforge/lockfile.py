@@ -88,13 +88,14 @@ def relock(catalog_dir: Path, mirror: Path, only: list[str] | None = None) -> li
                 files = scan_tree(base / src["root"])
                 locks[src["id"]] = files
                 new = tree_hash(files)
-            old = src.get("sha256", "")
+            old = str(src.get("sha256") or "")
             if old != new:
                 # Replace the pin in place so comments and layout of component.yaml survive.
-                if old:
-                    text = text.replace(old, new)
+                if len(old) == 64 and old in text:
+                    # A quoted placeholder of 64 zeros works too: pins are replaced in source order.
+                    text = text.replace(old, new, 1)
                 else:
-                    messages.append(f"{name}/{src['id']}: add sha256: {new}")
+                    messages.append(f"{name}/{src['id']}: add `sha256: {new}` by hand")
                 messages.append(f"{name}/{src['id']}: {old or '(none)'} -> {new}")
         comp_yaml.write_text(text)
         if locks:

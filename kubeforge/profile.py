@@ -1,0 +1,220 @@
+"""Profiles: layered YAML (`extends:`), deep-merged (later wins), schema-validated.
+
+A profile names a target (Kubernetes version, GPU mode, storage, registry and sources mirror) and
+the components it enables with their values. Errors name the file, the field and the fix.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kubeforge.errors import KubeforgeError
+from kubeforge.paths import profiles_dir
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class GpuSharing(_Strict):
+    strategy: Literal["none", "time-slicing", "mps"] = "none"
+    replicas: int = Field(4, ge=2, le=64, description="Replicas per physical GPU when shared.")
+
+
+class GpuMig(_Strict):
+    strategy: Literal["none", "single", "mixed"] = "none"
+
+
+class Gpu(_Strict):
+    mode: Literal["none", "host", "operator"] = Field(
+        "none", description="none: CPU only; host: driver on the node, device plugin + GFD in the "
+        "cluster; operator: NVIDIA GPU Operator manages driver and plugins.")
+    sharing: GpuSharing = GpuSharing()
+    mig: GpuMig = GpuMig()
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    nodeSelector: dict[str, str] = Field(default_factory=dict)
+
+
+class Storage(_Strict):
+    default: Literal["local-path", "nfs", "aws-ebs", "gce-pd", "azure-disk"] = "local-path"
+    nfs: dict[str, str] = Field(default_factory=dict, description="server and share for the NFS CSI class")
+
+
+class ComponentSettings(_Strict):
+    enabled: bool = True
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
+class Profile(_Strict):
+    name: str = ""
+    description: str = ""
+    extends: str | list[str] | None = None
+    kubernetesVersion: str = Field("1.34", description="Target Kubernetes minor version, e.g. 1.34")
+    gpu: Gpu = Gpu()
+    storage: Storage = Storage()
+    registry: str | None = Field(None, description="Container registry that replaces every image's "
+                                 "registry (air-gap), e.g. registry.example.com:5000/mirror")
+    mirror: str | None = Field(None, description="Sources mirror: a directory or http(s) URL laid out "
+                               "github/<owner>/<repo>/<ref>/<path>")
+    components: dict[str, ComponentSettings] = Field(default_factory=dict)
+    # Where the profile came from (files in extends order), for messages.
+    files: list[str] = Field(default_factory=list, exclude=True)
+
+    @field_validator("kubernetesVersion")
+    @classmethod
+    def _k8s_version(cls, v: str) -> str:
+        if not re.fullmatch(r"1\.\d{1,2}(\.\d+)?", v):
+            raise ValueError("must look like 1.34 (a Kubernetes minor version)")
+        return ".".join(v.split(".")[:2])
+
+    def enabled(self) -> list[str]:
+        return sorted(n for n, c in self.components.items() if c.enabled)
+
+    @property
+    def source_file(self) -> str:
+        return self.files[-1] if self.files else f"profiles/{self.name}.yaml"
+
+
+def profile_schema() -> dict[str, Any]:
+    schema = Profile.model_json_schema()
+    schema["properties"].pop("files", None)
+    schema["title"] = "kubeforge profile"
+    return schema
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """Maps merge key by key; anything else (lists included) is replaced by the later layer."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = deep_merge(base[k], v) if k in base else v
+        return out
+    return over
+
+
+def _display(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def _find(name_or_path: str, relative_to: Path | None = None) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_absolute() and relative_to is not None and not p.exists():
+            p = relative_to / p
+        if p.exists():
+            return p
+        raise KubeforgeError(f"profile file {name_or_path} does not exist",
+                             fix="give a path to a profile YAML or a name from profiles/")
+    cand = (relative_to or profiles_dir()) / f"{name_or_path}.yaml"
+    if not cand.exists():
+        cand = profiles_dir() / f"{name_or_path}.yaml"
+    if cand.exists():
+        return cand
+    known = ", ".join(sorted(x.stem for x in profiles_dir().glob("*.yaml")))
+    raise KubeforgeError(f"unknown profile {name_or_path!r}", field="profile",
+                         fix=f"use one of: {known} (or a path to a .yaml file)")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise KubeforgeError(f"malformed YAML{where}: {getattr(exc, 'problem', exc)}",
+                             file=_display(path), fix="fix the YAML syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise KubeforgeError("a profile must be a YAML mapping", file=_display(path),
+                             fix="start the file with keys such as `extends:` and `components:`")
+    return data
+
+
+def _load_layers(path: Path, chain: list[Path]) -> tuple[dict[str, Any], list[Path]]:
+    if path.resolve() in [c.resolve() for c in chain]:
+        loop = " -> ".join(_display(c) for c in [*chain, path])
+        raise KubeforgeError(f"`extends` loop: {loop}", file=_display(path), field="extends",
+                             fix="remove one of the extends links so the profiles form a chain")
+    data = _read_yaml(path)
+    parents = data.get("extends") or []
+    if isinstance(parents, str):
+        parents = [parents]
+    if not isinstance(parents, list) or not all(isinstance(x, str) for x in parents):
+        raise KubeforgeError("extends must be a profile name or a list of names", file=_display(path),
+                             field="extends", fix="e.g. `extends: dev`")
+    merged: dict[str, Any] = {}
+    files: list[Path] = []
+    for parent in parents:
+        pdata, pfiles = _load_layers(_find(parent, path.parent), [*chain, path])
+        merged = deep_merge(merged, pdata)
+        files.extend(f for f in pfiles if f not in files)
+    merged = deep_merge(merged, data)
+    files.append(path)
+    return merged, files
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> Profile:
+    """Load a profile by name (profiles/<name>.yaml) or path, resolve `extends`, validate."""
+    path = _find(name_or_path)
+    data, files = _load_layers(path, [])
+    if overrides:
+        data = deep_merge(data, overrides)
+    data.pop("extends", None)
+    data["name"] = path.stem
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = _field_path(err["loc"])
+        # Find the layer that set the field, so the message names the file to edit.
+        culprit = path
+        for f in reversed(files):
+            layer = _read_yaml(f)
+            node: Any = layer
+            for part in err["loc"]:
+                if isinstance(node, dict) and part in node:
+                    node = node[part]
+                else:
+                    node = None
+                    break
+            if node is not None or (err["type"] == "extra_forbidden" and _has_prefix(layer, err["loc"])):
+                culprit = f
+                break
+        fix = ("remove it or fix its spelling; `kubeforge profiles schema` lists the fields"
+               if err["type"] == "extra_forbidden" else "see `kubeforge profiles schema`")
+        raise KubeforgeError(f"{err['msg']} (got {err.get('input')!r})"
+                             if err["type"] != "extra_forbidden" else "unknown field",
+                             file=_display(culprit), field=field, fix=fix) from None
+    profile.files = [_display(f) for f in files]
+    return profile
+
+
+def _has_prefix(layer: dict, loc: tuple) -> bool:
+    node: Any = layer
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def list_profiles() -> list[str]:
+    return sorted(p.stem for p in profiles_dir().glob("*.yaml"))
