@@ -1,0 +1,247 @@
+"""Render: plan -> objects. Upstream manifests and kustomize builds plus generated objects, then
+transforms (namespaces with Pod Security labels, GPU scheduling, registry rewrite, common labels).
+
+Deterministic: the same plan and sources give byte-identical output. Each component's result is
+cached under the hash of everything that went into it, so a warm render reads one pickle per
+component and runs neither kustomize nor the transforms.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubeforge import __version__
+from kubeforge.errors import KubeforgeError
+from kubeforge.model import PlannedComponent, Plan, Rendered, RenderedComponent, Source
+from kubeforge.ordering import apply_order
+
+# Code whose change must invalidate cached renders.
+_CODE = ("render.py", "transforms.py", "images.py", "kustomize.py", "ordering.py")
+
+
+@dataclass
+class Context:
+    """What a component's generate.py sees."""
+
+    profile: Any
+    plan: Plan
+    component: PlannedComponent
+    values: dict[str, Any]
+
+    def enabled(self, name: str) -> bool:
+        return name in self.plan.components
+
+
+def selected_sources(pc: PlannedComponent) -> list[Source]:
+    """Sources whose `when:` matches the component's values (no `when:` = always)."""
+    return [s for s in pc.component.sources
+            if all(pc.values.get(k) == v for k, v in s.when.items())]
+
+
+def _load_generate(pc: PlannedComponent):
+    path = pc.component.generate_py
+    if path is None:
+        return None
+    spec = importlib.util.spec_from_file_location(f"kubeforge_components.{pc.name.replace('-', '_')}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _code_hash() -> str:
+    here = Path(__file__).parent
+    h = hashlib.sha256(__version__.encode())
+    for name in _CODE:
+        p = here / name
+        if p.exists():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(plan: Plan, pc: PlannedComponent, code_hash: str) -> str:
+    prof = plan.profile
+    gen = pc.component.generate_py
+    material = {
+        "code": code_hash,
+        "component": pc.component.raw,
+        "values": pc.values,
+        "sources": [(s.id, s.sha256) for s in selected_sources(pc)],
+        "generate": hashlib.sha256(gen.read_bytes()).hexdigest() if gen else None,
+        "profile": prof.model_dump(mode="json", exclude={"components", "files", "name", "description",
+                                                         "mirror"}),
+        "enabled": sorted(plan.components),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cache_dir() -> Path:
+    from kubeforge.sources import cache_root
+
+    return cache_root() / "rendered"
+
+
+def _load_manifest(path: Path) -> list[dict[str, Any]]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [d for d in yaml.load_all(path.read_text(), Loader=loader) if d]
+
+
+def _render_component(plan: Plan, pc: PlannedComponent, upstream: list[dict[str, Any]]) -> list[dict]:
+    from kubeforge import transforms
+
+    comp = pc.component
+    prof = plan.profile
+    # Namespaces belong to the component that declares them; upstream trees often carry a copy
+    # (Katib and the training operator both ship `kubeflow`), which would collide.
+    objs = [o for o in upstream
+            if not (o.get("kind") == "Namespace" and o["metadata"]["name"] not in comp.namespaces)]
+    ctx = Context(profile=prof, plan=plan, component=pc, values=pc.values)
+    module = _load_generate(pc)
+    if module is not None and hasattr(module, "generate"):
+        objs += module.generate(ctx)
+    if module is not None and hasattr(module, "transform"):
+        objs = module.transform(objs, ctx)
+    objs = transforms.ensure_namespaces(objs, comp.namespaces)
+    if comp.gpu:
+        objs = transforms.gpu_scheduling(objs, prof.gpu.tolerations, prof.gpu.nodeSelector)
+    if prof.registry:
+        objs = transforms.rewrite_registry(objs, prof.registry)
+    objs = transforms.common_labels(objs, pc.name, pc.version)
+    return apply_order(objs)
+
+
+def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
+           stats: dict[str, Any] | None = None) -> Rendered:
+    """Render every planned component. `stats` (if given) receives cache hits and misses."""
+    from kubeforge import transforms
+
+    prof = plan.profile
+    if prof.registry:
+        transforms.validate_registry(prof.registry, file=prof.source_file)
+    for pc in plan.components.values():
+        for s in selected_sources(pc):
+            if s.kind == "helm":
+                _require_helm(pc, s)
+    mirror = mirror or prof.mirror or os.environ.get("KUBEFORGE_MIRROR")
+    code_hash = _code_hash()
+    cdir = _cache_dir()
+    results: dict[str, list[dict]] = {}
+    misses: list[PlannedComponent] = []
+    keys = {}
+    for pc in plan.components.values():
+        keys[pc.name] = cache_key(plan, pc, code_hash)
+        path = cdir / f"{keys[pc.name]}.pickle"
+        if use_cache and path.exists():
+            try:
+                results[pc.name] = pickle.loads(path.read_bytes())
+                continue
+            except Exception:  # a torn or stale cache entry is only a miss
+                pass
+        misses.append(pc)
+    if stats is not None:
+        stats.update(hits=len(plan.components) - len(misses), misses=[m.name for m in misses])
+
+    if misses:
+        from kubeforge import kustomize, sources
+
+        wanted = [s for pc in misses for s in selected_sources(pc) if s.kind != "helm"]
+        paths = sources.sync(wanted, mirror=mirror)
+        kdirs = [paths[s.id] for s in wanted if s.kind == "kustomize"]
+        built = dict(zip(kdirs, kustomize.build_many(kdirs), strict=True)) if kdirs else {}
+        for pc in misses:
+            upstream: list[dict] = []
+            for s in selected_sources(pc):
+                if s.kind == "kustomize":
+                    upstream += built[paths[s.id]]
+                elif s.kind == "manifest":
+                    upstream += _load_manifest(paths[s.id])
+            objs = _render_component(plan, pc, upstream)
+            results[pc.name] = objs
+            if use_cache:
+                _write_atomic(cdir / f"{keys[pc.name]}.pickle", pickle.dumps(objs, protocol=5))
+
+    _check_duplicates(plan, results)
+    comps = {n: RenderedComponent(name=n, version=pc.version, wave=pc.wave, objects=results[n])
+             for n, pc in plan.components.items()}
+    return Rendered(plan=plan, components=comps)
+
+
+def _require_helm(pc: PlannedComponent, s: Source) -> None:
+    import shutil
+
+    if shutil.which("helm") is None:
+        raise KubeforgeError(
+            f"{pc.name} is a Helm chart ({s.chart} {s.version}); rendering it outside Pulumi needs "
+            "the `helm` executable, which is not on PATH",
+            file=f"components/{pc.name}/component.yaml", field=f"sources[{s.id}]",
+            fix="install it with `kubeforge up` (Pulumi renders the chart itself), or put `helm` "
+                "on PATH to render to a directory")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _ident(o: dict[str, Any]) -> tuple[str, str, str, str]:
+    md = o.get("metadata", {})
+    group = o.get("apiVersion", "").rpartition("/")[0]
+    return group, o.get("kind", ""), md.get("namespace", ""), md.get("name", "")
+
+
+def _check_duplicates(plan: Plan, results: dict[str, list[dict]]) -> None:
+    seen: dict[tuple, str] = {}
+    for name in plan.components:
+        for o in results[name]:
+            key = _ident(o)
+            if key in seen:
+                other = seen[key]
+                raise KubeforgeError(
+                    f"{key[1]} {key[2] + '/' if key[2] else ''}{key[3]} is rendered by both {other} and {name}",
+                    file=f"components/{name}/component.yaml", field="sources",
+                    fix="one object has one owner: drop it from one component (a patch in generate.py)"
+                        if other != name else "the upstream tree defines it twice; patch one copy out")
+            seen[key] = name
+
+
+# ---- output ---------------------------------------------------------------------------------
+
+def dump_yaml(objs: list[dict[str, Any]]) -> str:
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump_all(objs, Dumper=dumper, sort_keys=True, default_flow_style=False,
+                         width=1 << 16, explicit_start=True)
+
+
+def write_dir(rendered: Rendered, out: Path) -> list[Path]:
+    """One numbered file per component in apply order; index.json lists every object."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("[0-9][0-9]-*.yaml"):
+        old.unlink()
+    written = []
+    index = []
+    i = 0
+    for wave_no, wave in enumerate(rendered.plan.waves):
+        for name in wave:
+            i += 1
+            rc = rendered.components[name]
+            path = out / f"{i:02d}-{name}.yaml"
+            path.write_text(dump_yaml(rc.objects))
+            written.append(path)
+            for o in rc.objects:
+                md = o.get("metadata", {})
+                index.append({"file": path.name, "wave": wave_no, "component": name,
+                              "apiVersion": o.get("apiVersion"), "kind": o.get("kind"),
+                              "namespace": md.get("namespace"), "name": md.get("name")})
+    (out / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+    return written
