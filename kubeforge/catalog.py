@@ -27,10 +27,10 @@ def _rel(p: Path) -> str:
 
 
 def _repos(root: Path) -> dict[str, Any]:
-    import yaml
+    from kubeforge import yamlio
 
     path = root / "_repos.yaml"
-    return yaml.safe_load(path.read_text()) if path.exists() else {}
+    return yamlio.load(path.read_text()) if path.exists() else {}
 
 
 def _source(raw: dict[str, Any], comp: dict[str, Any], repos: dict[str, Any],
@@ -70,15 +70,14 @@ def _source(raw: dict[str, Any], comp: dict[str, Any], repos: dict[str, Any],
 
 
 def load_component(folder: Path, repos: dict[str, Any] | None = None) -> Component:
-    import yaml
-
+    from kubeforge import yamlio
     from kubeforge.lockfile import LOCK_NAME, read_lock
 
     path = folder / "component.yaml"
     file = _rel(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+        raw = yamlio.load(path.read_text()) or {}
+    except yamlio.YAMLError as exc:
         raise KubeforgeError(f"malformed YAML: {exc}", file=file, fix="fix the YAML syntax") from None
     unknown = set(raw) - _KEYS
     if unknown:

@@ -39,11 +39,11 @@ def scan_tree(directory: Path) -> list[tuple[str, str]]:
 
 
 def read_lock(path: Path) -> dict[str, list[tuple[str, str]]]:
-    import yaml
+    from kubeforge import yamlio
 
     if not path.exists():
         return {}
-    data = yaml.safe_load(path.read_text()) or {}
+    data = yamlio.load(path.read_text()) or {}
     return {sid: [(f["path"], f["sha256"]) for f in files] for sid, files in data.items()}
 
 
@@ -66,16 +66,16 @@ def resolve_repo(ref: str | dict, repos: dict, component: dict) -> dict:
 
 def relock(catalog_dir: Path, mirror: Path, only: list[str] | None = None) -> list[str]:
     """Rewrite every component's sources.lock and sha256 pins from the mirror. Returns messages."""
-    import yaml
+    from kubeforge import yamlio
 
-    repos = yaml.safe_load((catalog_dir / "_repos.yaml").read_text())
+    repos = yamlio.load((catalog_dir / "_repos.yaml").read_text())
     messages = []
     for comp_yaml in sorted(catalog_dir.glob("*/component.yaml")):
         name = comp_yaml.parent.name
         if only and name not in only:
             continue
         text = comp_yaml.read_text()
-        doc = yaml.safe_load(text)
+        doc = yamlio.load(text)
         locks: dict[str, list[tuple[str, str]]] = {}
         for src in doc.get("sources", []):
             if src["kind"] not in ("manifest", "kustomize"):

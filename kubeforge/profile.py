@@ -124,11 +124,11 @@ def _find(name_or_path: str, relative_to: Path | None = None) -> Path:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
+    from kubeforge import yamlio
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        data = yamlio.load(path.read_text())
+    except yamlio.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise KubeforgeError(f"malformed YAML{where}: {getattr(exc, 'problem', exc)}",

@@ -18,7 +18,7 @@ from typing import Any
 
 from kubeforge import __version__
 from kubeforge.errors import KubeforgeError
-from kubeforge.model import PlannedComponent, Plan, Rendered, RenderedComponent, Source
+from kubeforge.model import Plan, PlannedComponent, Rendered, RenderedComponent, Source
 from kubeforge.ordering import apply_order
 
 # Code whose change must invalidate cached renders.
