@@ -1,0 +1,228 @@
+"""The one place kubeforge talks to a live cluster: a thin layer over the `kubernetes` client.
+
+verify, teardown and upgrade all connect through `connect()`, so a missing kubeconfig or an
+unreachable API server is one clear error (exit 2) everywhere, raised before anything is touched.
+Objects go in and come out as plain dicts, the same shape `render()` produces.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from kubeforge.errors import KubeforgeError
+
+DEFAULT_KUBECONFIG = "~/.kube/config"
+
+
+def kubeconfig_path(explicit: str | None = None) -> Path:
+    """--kubeconfig, else the first file in $KUBECONFIG, else ~/.kube/config; must exist."""
+    if explicit:
+        where = "--kubeconfig"
+        path = Path(explicit).expanduser()
+    elif os.environ.get("KUBECONFIG"):
+        where = "KUBECONFIG"
+        path = Path(os.environ["KUBECONFIG"].split(os.pathsep)[0]).expanduser()
+    else:
+        where = "kubeconfig"
+        path = Path(DEFAULT_KUBECONFIG).expanduser()
+    if not path.is_file():
+        raise KubeforgeError(
+            "no kubeconfig file here, so there is no cluster to talk to", file=str(path), field=where,
+            fix="pass --kubeconfig PATH or set KUBECONFIG to the admin kubeconfig of the cluster "
+                "(the cluster stack's kubeconfig output)")
+    return path
+
+
+def live_cluster_reason(kubeconfig: str | None = None) -> str | None:
+    """None when a cluster answers; otherwise why not (tests print it when they skip)."""
+    if not (kubeconfig or os.environ.get("KUBECONFIG")):
+        return "KUBECONFIG is not set: no live cluster to run against"
+    try:
+        connect(kubeconfig)
+    except KubeforgeError as exc:
+        return exc.render().replace("\n", " ")
+    return None
+
+
+class Cluster:
+    """A connected cluster. Thread-safe for the calls below (the client pools connections)."""
+
+    def __init__(self, api_client: Any, kubeconfig: Path, server: str):
+        from kubernetes import dynamic
+
+        self.api = api_client
+        self.kubeconfig = kubeconfig
+        self.server = server
+        self._dyn = dynamic.DynamicClient(api_client)
+        self._lock = threading.Lock()
+        self._res: dict[tuple[str, str], Any] = {}
+
+    # -- discovery -------------------------------------------------------------------------
+    def resource(self, api_version: str, kind: str) -> Any:
+        """The API resource for apiVersion/kind, or None when the server does not serve it."""
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        key = (api_version, kind)
+        with self._lock:
+            if key not in self._res:
+                try:
+                    self._res[key] = self._dyn.resources.get(api_version=api_version, kind=kind)
+                except ResourceNotFoundError:
+                    self._res[key] = None
+            return self._res[key]
+
+    def forget(self, api_version: str, kind: str) -> None:
+        """Drop a cached lookup (a CRD was just created or deleted)."""
+        with self._lock:
+            self._res.pop((api_version, kind), None)
+            self._dyn.resources.invalidate_cache()
+
+    # -- objects ---------------------------------------------------------------------------
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        res = self.resource(api_version, kind)
+        if res is None:
+            return None
+        try:
+            return res.get(name=name, namespace=namespace if res.namespaced else None).to_dict()
+        except NotFoundError:
+            return None
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None,
+             label_selector: str | None = None) -> list[dict]:
+        res = self.resource(api_version, kind)
+        if res is None:
+            return []
+        kw: dict[str, Any] = {}
+        if label_selector:
+            kw["label_selector"] = label_selector
+        if res.namespaced and namespace:
+            kw["namespace"] = namespace
+        return [i for i in res.get(**kw).to_dict().get("items", [])]
+
+    def create(self, obj: dict, namespace: str | None = None, dry_run: bool = False) -> dict:
+        res = self._require(obj)
+        ns = namespace or obj.get("metadata", {}).get("namespace")
+        kw: dict[str, Any] = {"body": obj}
+        if res.namespaced:
+            kw["namespace"] = ns
+        if dry_run:
+            kw["query_params"] = [("dryRun", "All")]
+        return res.create(**kw).to_dict()
+
+    def apply(self, obj: dict, namespace: str | None = None) -> dict:
+        """Server-side apply (field manager kubeforge-verify)."""
+        res = self._require(obj)
+        md = obj.get("metadata", {})
+        ns = namespace or md.get("namespace")
+        return res.server_side_apply(body=obj, name=md["name"], namespace=ns if res.namespaced else None,
+                                     field_manager="kubeforge", force_conflicts=True).to_dict()
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
+               propagation: str = "Background") -> bool:
+        """Delete; False when it was already gone."""
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        res = self.resource(api_version, kind)
+        if res is None:
+            return False
+        try:
+            res.delete(name=name, namespace=namespace if res.namespaced else None,
+                       body={"propagationPolicy": propagation})
+        except NotFoundError:
+            return False
+        return True
+
+    def patch(self, api_version: str, kind: str, name: str, namespace: str | None, body: dict) -> dict | None:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        res = self.resource(api_version, kind)
+        if res is None:
+            return None
+        try:
+            return res.patch(body=body, name=name, namespace=namespace if res.namespaced else None,
+                             content_type="application/merge-patch+json").to_dict()
+        except NotFoundError:
+            return None
+
+    def pod_logs(self, name: str, namespace: str, container: str | None = None) -> str:
+        from kubernetes import client
+
+        kw = {"container": container} if container else {}
+        return client.CoreV1Api(self.api).read_namespaced_pod_log(name, namespace, **kw)
+
+    def served_kinds(self) -> list[tuple[str, str, bool]]:
+        """(apiVersion, kind, namespaced) of every listable resource the server serves."""
+        out = []
+        for res in self._dyn.resources.search():
+            verbs = getattr(res, "verbs", None) or []
+            if "list" in verbs and "/" not in res.name and res.kind and not res.kind.endswith("List"):
+                out.append((res.group_version, res.kind, bool(res.namespaced)))
+        return sorted(set(out))
+
+    def _require(self, obj: dict) -> Any:
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        if res is None:
+            raise KubeforgeError(f"the cluster does not serve {obj['apiVersion']} {obj['kind']}",
+                                 field="apiVersion",
+                                 fix="install the component that provides this CRD first")
+        return res
+
+
+def connect(kubeconfig: str | None = None, timeout: float = 10.0) -> Cluster:
+    """Load the kubeconfig and prove the API server answers; KubeforgeError (exit 2) otherwise."""
+    from kubernetes import client, config
+
+    path = kubeconfig_path(kubeconfig)
+    try:
+        api = config.new_client_from_config(config_file=str(path))
+    except Exception as exc:  # ConfigException and yaml errors: the file is not a usable kubeconfig
+        raise KubeforgeError(f"cannot load the kubeconfig: {exc}", file=str(path), field="kubeconfig",
+                             fix="point --kubeconfig at a valid kubeconfig (kubectl config view works on it)"
+                             ) from None
+    api.configuration.retries = 0
+    server = api.configuration.host
+    try:
+        client.VersionApi(api).get_code(_request_timeout=timeout)
+    except Exception as exc:
+        reason = getattr(exc, "reason", None) or exc.__class__.__name__
+        raise KubeforgeError(
+            f"the cluster at {server} is not reachable ({reason})", file=str(path), field="server",
+            fix="check that the API server is up and reachable from here (kubectl version), "
+                "or pass the right --kubeconfig") from None
+    return Cluster(api, path, server)
+
+
+# Kinds that tell whether a component is on the cluster (cheap to list, always labelled by render).
+_MARKER_KINDS = (("v1", "Namespace"), ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+                 ("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"))
+
+
+def installed_components(cluster: Cluster) -> dict[str, str]:
+    """component -> version, from the kubeforge labels of what is on the cluster (Pulumi or kubectl)."""
+    from kubeforge.model import LABEL_COMPONENT, LABEL_PART_OF, LABEL_VERSION, PART_OF
+
+    found: dict[str, str] = {}
+    for api_version, kind in _MARKER_KINDS:
+        for obj in cluster.list(api_version, kind, label_selector=f"{LABEL_PART_OF}={PART_OF}"):
+            labels = obj.get("metadata", {}).get("labels") or {}
+            if labels.get(LABEL_COMPONENT):
+                found.setdefault(labels[LABEL_COMPONENT], labels.get(LABEL_VERSION, ""))
+    return found
+
+
+def require_installed(cluster: Cluster, plan: Any) -> dict[str, str]:
+    """The installed components of the plan; KubeforgeError (exit 2) when none of them is there."""
+    found = installed_components(cluster)
+    if not any(name in found for name in plan.components):
+        other = f" (installed here: {', '.join(sorted(found))})" if found else ""
+        raise KubeforgeError(
+            f"profile {plan.profile.name} is not installed on {cluster.server}: no object labelled "
+            f"app.kubernetes.io/part-of=kubeforge belongs to its components{other}",
+            file=getattr(plan.profile, "source_file", None), field="profile",
+            fix="install it first (pulumi up in stacks/platform, or kubeforge render -o DIR and "
+                "kubectl apply --server-side), or pass the profile that is installed")
+    return found
