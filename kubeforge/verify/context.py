@@ -107,13 +107,19 @@ class CheckContext:
         return self.cluster.get(api_version, kind, name, namespace)
 
     def wait_condition(self, api_version: str, kind: str, name: str, namespace: str | None,
-                       condition: str = "Ready", timeout: float | None = None) -> dict:
-        """Like `kubectl wait --for=condition=Ready`: the object with that condition True."""
+                       condition: str = "Ready", timeout: float | None = None,
+                       failed: tuple[str, ...] = ("Failed",)) -> dict:
+        """Like `kubectl wait --for=condition=Ready`: the object with that condition True.
+        Fails at once when one of the `failed` conditions turns True (no point waiting)."""
         def probe() -> dict:
             obj = self.get(api_version, kind, name, namespace)
             if obj is None:
                 raise NotYet(f"{kind} {name} not found")
-            for c in (obj.get("status") or {}).get("conditions") or []:
+            conds = (obj.get("status") or {}).get("conditions") or []
+            for c in conds:
+                if c.get("type") in failed and c.get("status") == "True":
+                    self.fail(f"{kind} {namespace}/{name} {c['type']}: {c.get('reason')}: {c.get('message')}")
+            for c in conds:
                 if c.get("type") == condition:
                     if c.get("status") == "True":
                         return obj
@@ -123,13 +129,17 @@ class CheckContext:
         return self.wait(f"{kind} {name} {condition}", probe, timeout)
 
     # -- pods ------------------------------------------------------------------------------
-    def pod(self, name: str, image: str, command: list[str], *, labels: dict | None = None,
+    def pod(self, name: str, image: str, command: list[str] | None = None, *, labels: dict | None = None,
             annotations: dict | None = None, resources: dict | None = None,
-            restart: str = "Never", extra: dict | None = None) -> dict:
+            restart: str = "Never", extra: dict | None = None, mounts: list | None = None) -> dict:
         """A Pod manifest. Sidecar injection is off unless the annotations turn it on."""
-        container = {"name": "main", "image": self.image(image), "command": command}
+        container: dict[str, Any] = {"name": "main", "image": self.image(image)}
+        if command:
+            container["command"] = command
         if resources:
             container["resources"] = resources
+        if mounts:
+            container["volumeMounts"] = mounts
         spec = {"restartPolicy": restart, "containers": [container], **(extra or {})}
         return {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": name, "labels": labels or {"app": name},

@@ -1,0 +1,124 @@
+"""GPU conformance checks shared by the device-plugin path and the GPU Operator path.
+
+The parsing and judging is pure (tested on real H100 output in ../shared/fixtures/gpu); the
+`*_check` functions run it against the cluster.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+GPU_RESOURCE = "nvidia.com/gpu"
+# Labels GPU Feature Discovery puts on every GPU node.
+GFD_LABELS = ("nvidia.com/gpu.product", "nvidia.com/gpu.count", "nvidia.com/gpu.memory",
+              "nvidia.com/cuda.driver.major", "nvidia.com/gpu.compute.major")
+VECTORADD_OK = "Test PASSED"
+
+
+def gpu_mode_on(plan: Any) -> bool | str:
+    mode = plan.profile.gpu.mode
+    return True if mode != "none" else "the profile has no GPUs (gpu.mode: none)"
+
+
+def time_slicing_on(plan: Any) -> bool | str:
+    if plan.profile.gpu.mode == "none":
+        return "the profile has no GPUs (gpu.mode: none)"
+    strategy = plan.profile.gpu.sharing.strategy
+    return True if strategy == "time-slicing" else f"GPU sharing strategy is {strategy}, not time-slicing"
+
+
+def parse_nvidia_smi_list(text: str) -> list[str]:
+    """GPU names from `nvidia-smi -L` ("GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-...)")."""
+    return [m.group(1).strip() for m in re.finditer(r"^GPU \d+: (.+?) \(UUID: ", text, re.M)]
+
+
+def gpu_nodes(nodes: list[dict]) -> dict[str, int]:
+    """node name -> allocatable nvidia.com/gpu, for nodes that offer any."""
+    out = {}
+    for n in nodes:
+        alloc = ((n.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE)
+        if alloc and int(alloc) > 0:
+            out[n["metadata"]["name"]] = int(alloc)
+    return out
+
+
+def missing_gfd_labels(node: dict) -> list[str]:
+    labels = node.get("metadata", {}).get("labels") or {}
+    return [label for label in GFD_LABELS if label not in labels]
+
+
+def time_slicing_problems(node: dict, replicas: int) -> list[str]:
+    """Time-slicing shows as gpu.replicas=N and allocatable = physical GPUs x N."""
+    name = node["metadata"]["name"]
+    labels = node["metadata"].get("labels") or {}
+    got = labels.get("nvidia.com/gpu.replicas")
+    out = []
+    if got != str(replicas):
+        out.append(f"node {name}: nvidia.com/gpu.replicas is {got!r}, want {replicas}")
+    count = labels.get("nvidia.com/gpu.count")
+    alloc = ((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE, "0")
+    if count and int(alloc) != int(count) * replicas:
+        out.append(f"node {name}: allocatable {GPU_RESOURCE} is {alloc}, want {count} GPUs x {replicas}")
+    return out
+
+
+# -- checks -------------------------------------------------------------------------------
+def allocatable_check(ctx: Any) -> str:
+    def probe() -> dict[str, int]:
+        found = gpu_nodes(ctx.cluster.list("v1", "Node"))
+        if not found:
+            from kubeforge.verify.context import NotYet
+
+            raise NotYet(f"no node has allocatable {GPU_RESOURCE}")
+        return found
+    found = ctx.wait(f"allocatable {GPU_RESOURCE}", probe, timeout=300)
+    return ", ".join(f"{n}: {c}" for n, c in sorted(found.items()))
+
+
+def _gpu_pod_extra(ctx: Any) -> dict:
+    gpu = ctx.profile.gpu
+    extra: dict[str, Any] = {"tolerations": list(gpu.tolerations)}
+    if gpu.nodeSelector:
+        extra["nodeSelector"] = dict(gpu.nodeSelector)
+    return extra
+
+
+def gpu_pod_check(ctx: Any) -> str:
+    """A pod that requests one GPU runs nvidia-smi, then a CUDA vectorAdd."""
+    limits = {"limits": {GPU_RESOURCE: "1"}}
+    with ctx.namespace("gpu") as ns:
+        logs = ctx.run_pod(ns, "nvidia-smi", "cuda-base", ["nvidia-smi", "-L"],
+                           resources=limits, extra=_gpu_pod_extra(ctx))
+        names = parse_nvidia_smi_list(logs)
+        if len(names) != 1:
+            ctx.fail(f"nvidia-smi -L in a 1-GPU pod listed {len(names)} GPUs: {logs[:300]}")
+        logs = ctx.run_pod(ns, "vectoradd", "cuda-vectoradd", None, resources=limits,
+                           extra=_gpu_pod_extra(ctx))
+        if VECTORADD_OK not in logs:
+            ctx.fail(f"vectorAdd did not print {VECTORADD_OK!r}: {logs[-300:]}")
+    return f"{names[0]}: nvidia-smi and vectorAdd ok"
+
+
+def gfd_labels_check(ctx: Any) -> str:
+    def problems() -> list[str]:
+        nodes = [n for n in ctx.cluster.list("v1", "Node") if n["metadata"]["name"] in
+                 gpu_nodes([n])]
+        if not nodes:
+            return [f"no node has allocatable {GPU_RESOURCE}"]
+        return [f"node {n['metadata']['name']} lacks {', '.join(missing_gfd_labels(n))}"
+                for n in nodes if missing_gfd_labels(n)]
+    ctx.wait_clean("GPU Feature Discovery labels", problems, timeout=300)
+    return "GFD labels present"
+
+
+def time_slicing_check(ctx: Any) -> str:
+    replicas = ctx.profile.gpu.sharing.replicas
+
+    def problems() -> list[str]:
+        nodes = [n for n in ctx.cluster.list("v1", "Node")
+                 if (n["metadata"].get("labels") or {}).get("nvidia.com/gpu.count")]
+        if not nodes:
+            return ["no node carries nvidia.com/gpu.count (GPU Feature Discovery)"]
+        return [p for n in nodes for p in time_slicing_problems(n, replicas)]
+    ctx.wait_clean("time-slicing replicas in allocatable", problems, timeout=300)
+    return f"{replicas} replicas per GPU"
