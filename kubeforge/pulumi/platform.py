@@ -1,0 +1,231 @@
+"""The platform stack program (stacks/platform/__main__.py calls `main()`).
+
+Stack config -> profile -> plan -> render -> one ComponentResource per component whose children
+are the rendered objects, all on one explicit Kubernetes provider (server-side apply, stable
+cluster identity). The same `deploy()` serves the program, the mock-runtime tests and the
+benchmark.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from kubeforge.errors import KubeforgeError
+from kubeforge.pulumi import settings as stack_settings
+from kubeforge.pulumi.graph import Graph, HelmChart, build_graph, helm_charts, without_helm
+from kubeforge.pulumi.resources import KubernetesObject, PlatformComponent
+
+INGRESS_SERVICE = ("istio-system", "istio-ingressgateway")
+_OBJECT_KEYS = ("gpu", "storage", "values", "replicas")
+
+
+def read_config() -> tuple[dict[str, Any], pulumi.Output | None]:
+    """The kubeforge:* config of the running stack; the kubeconfig comes back as a secret Output."""
+    cfg = pulumi.Config(stack_settings.NS)
+    out: dict[str, Any] = {}
+    for key in stack_settings.KNOWN_KEYS:
+        if key == "kubeconfig":
+            continue
+        raw = cfg.get(key)
+        if raw is None:
+            continue
+        if key in _OBJECT_KEYS:
+            try:
+                out[key] = json.loads(raw)
+            except ValueError:
+                out[key] = raw      # parse() reports "must be an object"
+        elif key == "awaitLoadBalancers":
+            out[key] = raw.lower() == "true"
+        else:
+            out[key] = raw
+    return out, cfg.get_secret("kubeconfig")
+
+
+def kubeconfig_text(value: str, *, base: Path, field: str) -> str:
+    """Config values may be kubeconfig content or a path to it."""
+    if "\n" in value or value.lstrip().startswith(("apiVersion", "{")):
+        return value
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute():
+        path = base / path
+    if not path.is_file():
+        raise KubeforgeError(f"kubeconfig file {value} does not exist", field=field,
+                             fix="point it at a kubeconfig (e.g. the cluster stack's admin.conf)")
+    return path.read_text()
+
+
+def resolve_kubeconfig(settings: stack_settings.StackSettings, secret: pulumi.Output | None) -> pulumi.Output:
+    """kubeforge:kubeconfig, else the cluster stack's kubeconfig output, else $KUBECONFIG."""
+    base = Path.cwd()
+    if secret is not None:
+        return pulumi.Output.secret(secret.apply(
+            lambda v: kubeconfig_text(v, base=base, field="config.kubeforge:kubeconfig")))
+    if settings.cluster_stack:
+        ref = pulumi.StackReference(settings.cluster_stack)
+        return pulumi.Output.secret(ref.require_output("kubeconfig"))
+    env = os.environ.get("KUBECONFIG", "")
+    for part in env.split(os.pathsep):
+        if part and Path(part).is_file():
+            return pulumi.Output.secret(Path(part).read_text())
+    raise KubeforgeError(
+        "no kubeconfig for this stack", field="config.kubeforge:kubeconfig",
+        fix="set kubeforge:kubeconfig (pulumi config set --secret kubeforge:kubeconfig \"$(cat admin.conf)\"), "
+        "kubeforge:clusterStack (the cluster stack's name) or KUBECONFIG")
+
+
+@dataclass
+class Deployment:
+    graph: Graph
+    components: dict[str, PlatformComponent]
+    objects: dict[str, KubernetesObject]
+    charts: dict[str, list[pulumi.Resource]]
+    ingress: KubernetesObject | None
+
+
+def _topological(graph: Graph) -> list[str]:
+    """Object keys, dependencies first (plan order, then apply order, otherwise)."""
+    order: list[str] = []
+    state: dict[str, int] = {}
+    for comp in graph.components.values():
+        for key in comp:
+            stack = [(key, iter(graph.nodes[key].deps))]
+            if key in state:
+                continue
+            state[key] = 1
+            while stack:
+                cur, it = stack[-1]
+                nxt = next(it, None)
+                if nxt is None:
+                    stack.pop()
+                    state[cur] = 2
+                    order.append(cur)
+                elif state.get(nxt) == 1:
+                    raise KubeforgeError(f"dependency cycle through {cur} and {nxt}",
+                                         fix="report this: the object graph must be acyclic")
+                elif nxt not in state:
+                    state[nxt] = 1
+                    stack.append((nxt, iter(graph.nodes[nxt].deps)))
+    return order
+
+
+def _chart(chart: HelmChart, provider: k8s.Provider, opts: pulumi.ResourceOptions) -> pulumi.Resource:
+    return k8s.helm.v4.Chart(
+        chart.chart,
+        chart=chart.chart,
+        version=chart.version,            # pinned by the catalog, never "latest"
+        repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=chart.repo_url),
+        namespace=chart.namespace,
+        values=chart.values,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(provider=provider)),
+    )
+
+
+def deploy(graph: Graph, provider: k8s.Provider) -> Deployment:
+    comps: dict[str, PlatformComponent] = {}
+    for name in graph.components:
+        comps[name] = PlatformComponent(
+            name, graph.versions[name], _wave(graph, name),
+            pulumi.ResourceOptions(depends_on=[comps[d] for d in graph.component_deps[name]]))
+
+    # Helm charts first in each component's own order: they depend on the component's plain
+    # objects that do not need the chart (its Namespace, ConfigMaps), created below.
+    objects: dict[str, KubernetesObject] = {}
+    charts: dict[str, list[pulumi.Resource]] = {}
+    pending_charts = {n: cs for n, cs in graph.charts.items() if cs}
+    ingress = None
+    for key in _topological(graph):
+        node = graph.nodes[key]
+        for dep_comp in node.chart_deps:
+            _ensure_charts(dep_comp, graph, comps, objects, charts, pending_charts, provider)
+        deps: list[pulumi.Resource] = [comps[d] for d in graph.component_deps[node.component]]
+        deps += [objects[d] for d in node.deps]
+        for c in node.chart_deps:
+            deps += charts[c]
+        md = node.obj.get("metadata", {})
+        is_ingress = node.kind == "Service" and (md.get("namespace"), md.get("name")) == INGRESS_SERVICE
+        res = KubernetesObject(
+            node.obj,
+            pulumi.ResourceOptions(parent=comps[node.component], provider=provider, depends_on=deps),
+            outputs=("status",) if is_ingress else ())
+        objects[key] = res
+        if is_ingress:
+            ingress = res
+    for name in list(pending_charts):
+        _ensure_charts(name, graph, comps, objects, charts, pending_charts, provider)
+    return Deployment(graph, comps, objects, charts, ingress)
+
+
+def _ensure_charts(name, graph, comps, objects, charts, pending, provider) -> None:
+    if name not in pending:
+        charts.setdefault(name, [])
+        return
+    own = [objects[k] for k in graph.components[name]
+           if k in objects and name not in graph.nodes[k].chart_deps]
+    deps = [comps[d] for d in graph.component_deps[name]] + own
+    charts[name] = [_chart(c, provider, pulumi.ResourceOptions(parent=comps[name], depends_on=deps))
+                    for c in pending.pop(name)]
+
+
+def _wave(graph: Graph, name: str) -> int:
+    return next((i for i, w in enumerate(graph.waves) if name in w), 0)
+
+
+def make_provider(kubeconfig: pulumi.Input[str], identifier: str) -> k8s.Provider:
+    return k8s.Provider(
+        "kubernetes",
+        kubeconfig=kubeconfig,
+        enable_server_side_apply=True,     # CRDs too large for client-side apply's annotation
+        cluster_identifier=identifier,     # a rotated kubeconfig is the same cluster: no replacement
+        opts=pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"]),
+    )
+
+
+def export_outputs(dep: Deployment, profile: str, kubeconfig: pulumi.Output) -> None:
+    pulumi.export("profile", profile)
+    pulumi.export("versions", dict(dep.graph.versions))
+    pulumi.export("waves", dep.graph.waves)
+    if dep.ingress is not None:
+        def address(status: Any) -> str | None:
+            for ing in ((status or {}).get("loadBalancer") or {}).get("ingress") or []:
+                return ing.get("ip") or ing.get("hostname")
+            return None
+
+        ns, name = INGRESS_SERVICE
+        pulumi.export("ingress", {"service": f"{ns}/{name}", "address": dep.ingress.status.apply(address)})
+    else:
+        pulumi.export("ingress", None)
+    pulumi.export("kubeconfig", pulumi.Output.secret(kubeconfig))
+
+
+def platform_graph(plan: Any, settings: stack_settings.StackSettings, *, file: str,
+                   mirror: str | None = None) -> Graph:
+    """Render the plan (Helm charts left to Pulumi) and build the stack's object graph."""
+    from kubeforge import api
+
+    charts = {name: helm_charts(pc) for name, pc in plan.components.items()}
+    rendered = api.render(without_helm(plan), mirror=mirror or settings.mirror or plan.profile.mirror)
+    stack_settings.apply_replicas([o for rc in rendered.components.values() for o in rc.objects],
+                                  settings.replicas, file=file)
+    return build_graph(rendered, charts=charts, await_load_balancers=settings.await_load_balancers)
+
+
+def main() -> None:
+    """The program: read the stack config, render the profile, register the graph."""
+    from kubeforge import api
+
+    cfg, kubeconfig_secret = read_config()
+    file = f"Pulumi.{pulumi.get_stack()}.yaml"
+    settings = stack_settings.parse(cfg, file=file)
+    profile = api.load_profile(settings.profile, settings.overrides or None)
+    plan = api.plan(profile)
+    graph = platform_graph(plan, settings, file=file)
+    kubeconfig = resolve_kubeconfig(settings, kubeconfig_secret)
+    provider = make_provider(kubeconfig, settings.cluster_identifier or f"kubeforge-{pulumi.get_stack()}")
+    dep = deploy(graph, provider)
+    export_outputs(dep, profile.name, kubeconfig)

@@ -1,0 +1,157 @@
+"""Run a real stack program under Pulumi's mock runtime and record every registration.
+
+The Pulumi engine and its provider plugins cannot run here, so the engine is replaced at its
+gRPC boundary: `RecordingMonitor` answers the program's RegisterResource / ReadResource / Invoke
+calls in-process and records what the program asked for (type, name, parent, provider, inputs,
+dependencies, secret inputs). Any provider invoke the test did not mock raises `UnmockedInvoke`
+and fails the run: a program that secretly calls out to a cluster cannot pass.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks, settings
+from pulumi.runtime.rpc import _special_sig_key as SIG_KEY
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+# The wire form of a secret: {SIG_KEY: SECRET_SIG, "value": ...}.
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+class UnmockedInvoke(AssertionError):
+    pass
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    provider: str
+    custom: bool
+    remote: bool
+    inputs: dict[str, Any]
+    secret_paths: list[str]          # top-level input keys sent as secrets
+    dependencies: list[str]
+    additional_secret_outputs: list[str]
+    id: str = ""
+
+
+@dataclass
+class RunResult:
+    registrations: dict[str, Registration]       # urn -> registration, in registration order
+    outputs: dict[str, Any]                      # stack outputs (resolved)
+    secret_outputs: set[str] = field(default_factory=set)
+    invokes: list[str] = field(default_factory=list)
+
+    def of_type(self, prefix: str) -> list[Registration]:
+        return [r for r in self.registrations.values() if r.type.startswith(prefix)]
+
+
+def _struct_to_dict(struct: Any) -> dict[str, Any]:
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(struct) if struct is not None else {}
+
+
+class _Mocks(mocks.Mocks):
+    def __init__(self, stack_outputs: dict[str, dict[str, Any]], invokes: dict[str, Callable]):
+        self.stack_outputs = stack_outputs
+        self.invokes = invokes
+        self.called: list[str] = []
+
+    def new_resource(self, args: mocks.MockResourceArgs):
+        if args.typ == "pulumi:pulumi:StackReference":
+            name = args.inputs.get("name") or args.name
+            if name not in self.stack_outputs:
+                raise UnmockedInvoke(f"stack reference {name!r} has no mocked outputs")
+            return name, {"name": name, "outputs": self.stack_outputs[name], "secretOutputNames": []}
+        # Objects echo their inputs as outputs, as a real apply does for the fields we set.
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: mocks.MockCallArgs):
+        self.called.append(args.token)
+        fn = self.invokes.get(args.token)
+        if fn is None:
+            raise UnmockedInvoke(f"unmocked provider invoke {args.token} (provider {args.provider!r})")
+        return fn(args.args)
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, m: _Mocks):
+        super().__init__(m)
+        self.records: dict[str, Registration] = {}
+        self.errors: list[BaseException] = []
+
+    def _record(self, request, urn: str, *, custom: bool, remote: bool, deps: list[str]) -> None:
+        raw = _struct_to_dict(request.object) if hasattr(request, "object") else _struct_to_dict(request.properties)
+        secret_paths = [k for k, v in raw.items() if isinstance(v, dict) and v.get(SIG_KEY) == SECRET_SIG]
+        inputs = pulumi.runtime.rpc.deserialize_properties(
+            request.object if hasattr(request, "object") else request.properties)
+        self.records[urn] = Registration(
+            urn=urn, type=request.type, name=request.name, parent=request.parent,
+            provider=request.provider, custom=custom, remote=remote, inputs=_plain(inputs),
+            secret_paths=secret_paths, dependencies=list(deps),
+            additional_secret_outputs=list(getattr(request, "additionalSecretOutputs", []) or []))
+
+    def RegisterResource(self, request):
+        resp = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self._record(request, resp.urn, custom=request.custom, remote=request.remote,
+                         deps=list(request.dependencies))
+            self.records[resp.urn].id = resp.id
+        return resp
+
+    def ReadResource(self, request):
+        resp = super().ReadResource(request)
+        self._record(request, resp.urn, custom=True, remote=False, deps=list(request.dependencies))
+        return resp
+
+    def Invoke(self, request):
+        try:
+            return super().Invoke(request)
+        except UnmockedInvoke as exc:
+            self.errors.append(exc)
+            raise
+
+
+def _plain(value: Any) -> Any:
+    """Unwrap deserialized secrets/unknowns into plain JSON-able data for assertions."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def run(program: Callable[[], Any], *, config: dict[str, Any] | None = None,
+        secret_keys: tuple[str, ...] = (), project: str = "kubeforge-platform", stack: str = "test",
+        stack_outputs: dict[str, dict[str, Any]] | None = None,
+        invokes: dict[str, Callable] | None = None) -> RunResult:
+    """Run `program` as the stack program of project/stack with the given config."""
+    cfg = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (config or {}).items()}
+    pulumi.runtime.set_all_config(cfg, list(secret_keys))
+    m = _Mocks(stack_outputs or {}, invokes or {})
+    monitor = RecordingMonitor(m)
+    settings.set_root_resource(None)     # a fresh root stack per run, so exports do not leak
+    mocks.set_mocks(m, project=project, stack=stack, preview=False, monitor=monitor)
+    root = settings.get_root_resource()
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    try:
+        _sync_await(run_pulumi_func(program))
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    if monitor.errors:
+        raise monitor.errors[0]
+    outputs: dict[str, Any] = {}
+    secret: set[str] = set()
+    for name, value in getattr(root, "outputs", {}).items():
+        out = pulumi.Output.from_input(value)
+        outputs[name] = _plain(_sync_await(out.future()))
+        if _sync_await(out.is_secret()):
+            secret.add(name)
+    return RunResult(registrations=dict(monitor.records), outputs=outputs, secret_outputs=secret,
+                     invokes=list(m.called))
