@@ -1,0 +1,98 @@
+"""Validation of real upstream output: the kustomize builds and plain manifests kubeforge installs."""
+from __future__ import annotations
+
+import pytest
+
+from kubeforge.validate import PSA_PREFIX, validate
+
+VERSIONS = ["1.32", "1.33", "1.34", "1.35"]
+
+
+def _as_rendered(sets: dict[str, list[dict]]) -> list[dict]:
+    """All upstream sets together, with what the spine's transforms do to namespaces: each
+    Namespace once (katib and training-operator both ship `kubeflow`) with a Pod Security level
+    (what components' `namespaces:` give; upstream labels are kept)."""
+    out, seen = [], set()
+    for objs in sets.values():
+        for o in objs:
+            if o["kind"] == "Namespace":
+                if o["metadata"]["name"] in seen:
+                    continue
+                seen.add(o["metadata"]["name"])
+                o["metadata"].setdefault("labels", {}).setdefault(PSA_PREFIX + "enforce", "baseline")
+            out.append(o)
+    return out
+
+
+@pytest.fixture
+def everything(upstream, upstream_sets):
+    return {name: upstream(name) for name in upstream_sets}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_upstream_validates_with_zero_errors(everything, version):
+    objs = _as_rendered(everything)
+    report = validate(objs, version)
+    assert report.errors == [], "\n" + report.text()
+    assert report.objects == len(objs) > 300
+    # The reviewed allowlist is in play, and exactly: Argo's :latest images, nothing stale.
+    assert sorted((f.rule, f.name) for f in report.allowed) == [
+        ("image-latest", "argo-server"), ("image-latest", "workflow-controller")]
+    assert all(f.reason for f in report.allowed)
+    assert not [f for f in report.warnings if f.rule == "allowlist-stale"]
+    # Upstream CRDs over 256 KiB are flagged for server-side apply (KServe, training operator).
+    big = {f.name for f in report.warnings if f.rule == "object-size"}
+    assert {"inferenceservices.serving.kserve.io", "pytorchjobs.kubeflow.org"} <= big
+    assert all(n.endswith((".kserve.io", ".kubeflow.org")) for n in big)
+
+
+def test_every_custom_resource_was_checked_against_its_crd(everything):
+    """No custom resource slips through: a wrong field in each of them is reported."""
+    objs = _as_rendered(everything)
+    crs = [o for o in objs if "." in o["apiVersion"].split("/")[0]
+           and not o["apiVersion"].split("/")[0].endswith(".k8s.io")]
+    assert {o["kind"] for o in crs} >= {"Certificate", "Issuer", "ClusterServingRuntime", "Gateway",
+                                        "AuthorizationPolicy", "Image"}
+    for o in crs:
+        o["spec"]["notAField"] = 1
+    report = validate(objs, "1.34")
+    flagged = {(f.kind, f.namespace, f.name) for f in report.errors
+               if f.rule == "crd-schema" and f.path == "spec.notAField"}
+    assert flagged == {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in crs}
+    assert {f.message for f in report.errors} == {'unknown field "notAField"'}
+
+
+def test_raw_upstream_namespaces_without_pod_security_labels_fail(upstream):
+    """Upstream as shipped: Katib's kubeflow and local-path-storage have no PSA label (the
+    spine's namespace transform adds it); cert-manager's, Istio's and Knative's do."""
+    objs = upstream("katib") + upstream("local-path") + upstream("cert-manager") \
+        + upstream("istio-namespace") + upstream("istio-crds") + upstream("knative-serving")
+    report = validate(objs, "1.34")
+    psa = [f for f in report.errors if f.rule == "namespace-psa"]
+    assert sorted(f.name for f in psa) == ["kubeflow", "local-path-storage"]
+    assert "has no pod-security.kubernetes.io/enforce label" in psa[0].message
+    assert {f.rule for f in report.errors} == {"namespace-psa"}
+
+
+def test_kserve_alone_lacks_the_cert_manager_crds(upstream):
+    """KServe's webhook certificate is a cert-manager custom resource: without cert-manager's
+    CRDs in the same set, validation says which kind is missing and how to fix it."""
+    report = validate(upstream("kserve"), "1.34")
+    missing = sorted((f.kind, f.name) for f in report.errors if f.rule == "crd-missing")
+    assert missing == [("Certificate", "llmisvc-serving-cert"), ("Certificate", "serving-cert"),
+                       ("Issuer", "selfsigned-issuer")]
+    msg = next(f.message for f in report.errors if f.rule == "crd-missing")
+    assert "custom resource Certificate (cert-manager.io/v1) has no CustomResourceDefinition" in msg
+    assert "enable the component that provides the cert-manager.io CRDs" in msg
+    assert {f.rule for f in report.errors} == {"crd-missing"}
+    with_cm = validate(upstream("kserve") + upstream("cert-manager"), "1.34")
+    assert not [f for f in with_cm.errors if f.rule == "crd-missing"]
+
+
+def test_target_version_matters_katib_webhook_match_conditions(upstream):
+    """Katib's webhook uses matchConditions, which the 1.25 API does not have."""
+    old = validate(upstream("katib"), "1.25")
+    hits = [f for f in old.errors if f.rule == "schema"]
+    assert [(f.kind, f.path, f.message) for f in hits] == [
+        ("MutatingWebhookConfiguration", "webhooks[1].matchConditions", 'unknown field "matchConditions"')]
+    assert not [f for f in validate(upstream("katib"), "1.34").errors if f.rule == "schema"]
