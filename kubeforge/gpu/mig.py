@@ -58,8 +58,11 @@ def card_from_profiles(profiles: Sequence[MigProfile], gpu: int | None = None) -
                 memory_slices=max(1, round(biggest.memory_gib / unit)))
 
 
-def layout_problems(card: Card, layout: Mapping[str, int], strategy: str) -> list[str]:
-    """Every reason `layout` does not fit `card` under MIG `strategy`; [] when it fits."""
+def layout_problems(card: Card | None, layout: Mapping[str, int], strategy: str) -> list[str]:
+    """Every reason `layout` does not fit `card` under MIG `strategy`; [] when it fits.
+
+    Without a card only what holds for every card is checked (counts, strategy single's one profile).
+    """
     problems: list[str] = []
     if strategy not in STRATEGIES:
         return [f"MIG strategy {strategy!r} is not one of {', '.join(STRATEGIES)}"]
@@ -69,21 +72,23 @@ def layout_problems(card: Card, layout: Mapping[str, int], strategy: str) -> lis
         return [f"MIG strategy {strategy} needs a layout (which MIG devices each GPU gets)"]
     compute = memory = 0
     for name, count in layout.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            problems.append(f"profile {name}: count {count!r} must be a whole number >= 1")
+            continue
+        if card is None:
+            continue
         p = card.profile(name)
         if p is None:
             problems.append(f"profile {name} is not offered by this card (it offers {', '.join(card.names)})")
-            continue
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            problems.append(f"profile {name}: count {count!r} must be a whole number >= 1")
             continue
         if count > p.instances_total:
             problems.append(f"profile {name}: {count} instances asked, the card has at most "
                             f"{p.instances_total}")
         compute += count * p.compute_slices
         memory += count * card.memory_slices_of(p)
-    if compute > card.compute_slices:
+    if card is not None and compute > card.compute_slices:
         problems.append(f"the layout takes {compute} compute slices, the card has {card.compute_slices}")
-    if memory > card.memory_slices:
+    if card is not None and memory > card.memory_slices:
         problems.append(f"the layout takes {memory} memory slices, the card has {card.memory_slices}")
     if strategy == "single" and len(layout) > 1:
         problems.append(f"MIG strategy single needs one profile on every GPU, the layout mixes "
