@@ -1,0 +1,259 @@
+"""CLI: `kubeforge verify`, `kubeforge teardown`, `kubeforge upgrade`. Heavy imports stay inside."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kubeforge.errors import CheckFailed, KubeforgeError
+
+ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Profile name (profiles/<name>.yaml) or path.")]
+KubeconfigOpt = Annotated[str | None, typer.Option(
+    "--kubeconfig", help="Kubeconfig of the cluster (default: $KUBECONFIG, then ~/.kube/config).")]
+MirrorOpt = Annotated[str | None, typer.Option(
+    "--mirror", help="Sources mirror for rendering (default: the profile's, then $KUBEFORGE_MIRROR).")]
+
+
+def _out(text: str) -> None:
+    print(text)
+
+
+def _write_json(dest: str, data: dict) -> None:
+    text = json.dumps(data, indent=2) + "\n"
+    if dest == "-":
+        sys.stdout.write(text)
+    else:
+        Path(dest).write_text(text)
+
+
+def _rendered(profile: str, mirror: str | None):
+    from kubeforge import api
+
+    return api.render(api.plan(api.load_profile(profile)), mirror=mirror)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("verify")
+    def verify_cmd(
+        profile: ProfileOpt,
+        kubeconfig: KubeconfigOpt = None,
+        inventory: Annotated[str | None, typer.Option(
+            "--inventory", "-i", help="Ansible inventory: also run the node checks on its hosts (testinfra).")] = None,
+        junit: Annotated[str | None, typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
+        json_file: Annotated[str | None, typer.Option(
+            "--json", help="Write the JSON summary {ok, results, failures} here ('-' for stdout).")] = None,
+        keep_on_failure: Annotated[bool, typer.Option(
+            "--keep-on-failure", help="Keep the throw-away namespaces of failed checks for inspection.")] = False,
+        check: Annotated[list[str] | None, typer.Option(
+            "--check", "-c", help="Run only this check (or every check of this component); repeatable.")] = None,
+        workers: Annotated[int, typer.Option("--workers", help="Checks run in parallel at most.")] = 4,
+        list_only: Annotated[bool, typer.Option("--list", help="List the checks of the profile and exit "
+                                                "(offline).")] = False,
+        images: Annotated[bool, typer.Option("--images", help="List the images the checks pull (with the "
+                                             "profile's registry) and exit (offline).")] = False,
+        mirror: MirrorOpt = None,
+    ) -> None:
+        """Run the conformance suite of the profile's components against a cluster.
+
+        Readiness (CRDs, workloads, webhooks, pods, Pod Security) is derived from the rendered
+        objects; functional checks come from components/<name>/checks.py and run in throw-away
+        namespaces. Exit 0: all passed; 1: a check failed; 2: bad input or no usable cluster.
+        """
+        from kubeforge.verify import session
+
+        if workers < 1:
+            raise KubeforgeError("must be at least 1", field="--workers", fix="--workers 4")
+        if list_only or images:
+            plan, _rendered_objs, checks = session.prepare(profile, only=check, inventory=inventory,
+                                                           mirror=mirror)
+            if images:
+                from kubeforge.verify.images import CHECK_IMAGES, check_image
+
+                for key in CHECK_IMAGES:
+                    _out(check_image(key, plan.profile.registry))
+                return
+            for c in checks:
+                note = f"  [skip: {c.skip_reason}]" if c.skip_reason else ""
+                _out(f"{c.name:55} {c.kind:9} {c.timeout:5.0f}s  {c.description}{note}")
+            return
+        out = session.verify(profile, kubeconfig=kubeconfig, inventory=inventory, junit=junit,
+                             json_out=None if json_file == "-" else json_file, keep_on_failure=keep_on_failure,
+                             only=check, workers=workers, mirror=mirror, progress=json_file != "-")
+        if json_file == "-":
+            _write_json("-", out)
+        if not out["ok"]:
+            raise CheckFailed(f"{len(out['failures'])} check(s) failed: {', '.join(out['failures'])}",
+                              fix="read each failure above; rerun one with --check NAME --keep-on-failure")
+
+    @app.command("teardown")
+    def teardown_cmd(
+        profile: ProfileOpt,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the ordered plan; touch nothing "
+                                              "(offline unless --kubeconfig is given).")] = False,
+        keep_crds: Annotated[bool, typer.Option("--keep-crds", help="Leave the CRDs (and so any data in "
+                                                "custom resources outside the platform).")] = False,
+        force_finalizers: Annotated[bool, typer.Option(
+            "--force-finalizers", help="Remove finalizers of objects still stuck after the wait "
+            "(their controllers' clean-up is skipped).")] = False,
+        kubeconfig: KubeconfigOpt = None,
+        wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for each step's objects to go.")] = 180.0,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+        mirror: MirrorOpt = None,
+    ) -> None:
+        """Remove the platform: reverse plan order; per component custom resources, webhooks,
+        workloads, namespaces; CRDs last. Stuck objects are reported with their finalizers."""
+        from kubeforge.lifecycle import teardown as td
+
+        if wait <= 0:
+            raise KubeforgeError("must be positive", field="--wait", fix="--wait 180")
+        rendered = _rendered(profile, mirror)
+        plan = td.plan_teardown(rendered, keep_crds=keep_crds)
+        if dry_run and not kubeconfig:
+            if json_out:
+                _write_json("-", plan.as_dict())
+                return
+            _print_teardown(plan)
+            return
+        from kubeforge.verify.cluster import connect, require_installed
+
+        cluster = connect(kubeconfig)
+        require_installed(cluster, rendered.plan)
+        ex = td.Executor(cluster, rendered, force_finalizers=force_finalizers, wait_s=wait,
+                         echo=(lambda s: print(s, file=sys.stderr)) if json_out else print)
+        if dry_run:
+            for s in plan.steps:
+                s.objects = ex.resolve(s)
+                s.all_instances_of = []
+            if json_out:
+                _write_json("-", plan.as_dict())
+            else:
+                _print_teardown(plan)
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise KubeforgeError("teardown deletes the platform and needs confirmation", field="--yes",
+                                     fix="pass --yes (or run --dry-run first to see the plan)")
+            typer.confirm(f"Delete profile {plan.profile} from {cluster.server}?", abort=True)
+        from kubeforge.lifecycle.apply import detect_installer
+
+        how = detect_installer(cluster, rendered)
+        results = ex.run(plan)
+        rep = td.report(results)
+        rep["installer"] = how
+        if json_out:
+            _write_json("-", rep)
+        for s in rep["stuck"]:
+            print(f"stuck: {s['object']} ({s['component']} {s['phase']}): finalizers "
+                  f"{', '.join(s['finalizers']) or 'none'}" + (f"; {s['detail']}" if s["detail"] else ""),
+                  file=sys.stderr)
+        if how == "pulumi":
+            print("note: Pulumi installed this platform; run `pulumi refresh --yes` in stacks/platform so "
+                  "its state forgets the deleted resources", file=sys.stderr)
+        if not rep["ok"]:
+            raise CheckFailed(f"teardown stopped: {len(rep['stuck'])} object(s) stuck (listed above)",
+                              fix="let their controllers finish (they still run), remove what holds them, "
+                                  "or rerun with --force-finalizers to skip their clean-up")
+
+    @app.command("upgrade")
+    def upgrade_cmd(
+        profile: ProfileOpt,
+        from_: Annotated[str, typer.Option(
+            "--from", help="What is installed now: a lock (kubeforge upgrade --write-lock), a render "
+            "directory of the old release (kubeforge render -o DIR), or a profile.")],
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the analysis and order; touch nothing "
+                                              "(offline).")] = False,
+        kubeconfig: KubeconfigOpt = None,
+        write_lock: Annotated[str | None, typer.Option(
+            "--write-lock", help="Also write the target's lock here, to pass as --from next time.")] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+        mirror: MirrorOpt = None,
+    ) -> None:
+        """Upgrade to PROFILE from what --from describes: version changes, CRD changes, gates
+        (Istio one minor at a time, the Istio/Knative/KServe tuple), and the order. Refuses an
+        upgrade that would strand stored objects, with the reason and the fix (exit 1)."""
+        from kubeforge.lifecycle import upgrade as up
+
+        old = up.load_from(from_, mirror=mirror)
+        new_rendered = _rendered(profile, mirror)
+        new = up.side_from_rendered(new_rendered, f"profile {profile}")
+        cluster = None
+        stored = live_crds = None
+        if not dry_run:
+            from kubeforge.verify.cluster import connect, require_installed
+
+            cluster = connect(kubeconfig)
+            require_installed(cluster, new.plan)
+            crds = cluster.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+            live_crds = {c["metadata"]["name"]: c for c in crds}
+            stored = {n: list((c.get("status") or {}).get("storedVersions") or []) for n, c in live_crds.items()}
+        result = up.analyze(old, new, stored=stored, live_crds=live_crds)
+        if write_lock:
+            Path(write_lock).write_text(json.dumps(up.lock_of(new), indent=2) + "\n")
+        if json_out:
+            _write_json("-", result.as_dict())
+        else:
+            _print_upgrade(result)
+        if not result.ok:
+            raise CheckFailed(f"upgrade refused: {len(result.blockers)} blocker(s) (reasons and fixes above)",
+                              fix="apply the fixes listed, then rerun")
+        if dry_run:
+            return
+        from kubeforge.lifecycle.apply import apply_upgrade, detect_installer
+
+        changed = sorted({c for step in result.order if step["wave"] is not None for c in step["components"]})
+        if detect_installer(cluster, new_rendered) == "pulumi":
+            print("Pulumi installed this platform: run `pulumi up` in stacks/platform; it applies in this order.")
+            return
+        apply_upgrade(cluster, new_rendered, changed)
+
+
+def _print_teardown(plan) -> None:
+    n = 0
+    print(f"teardown of profile {plan.profile}" + (" (CRDs kept)" if plan.keep_crds else ""))
+    for s in plan.steps:
+        n += 1
+        lines = s.describe()
+        head = f"{n:3}. {s.component:20} {s.phase:17} {len(lines)} item(s)"
+        print(head + (f"  - {s.note}" if s.note else ""))
+        for line in lines[:12]:
+            print(f"       {line}")
+        if len(lines) > 12:
+            print(f"       ... and {len(lines) - 12} more")
+
+
+def _print_upgrade(result) -> None:
+    print(f"upgrade from {result.old} to {result.new}")
+    for c in result.components:
+        print(f"  {c.name:20} {c.old_version or '-':>10} -> {c.new_version or '-':10} {c.change}")
+        for ch in c.crds:
+            bits = []
+            if ch.new:
+                bits.append("new CRD")
+            if ch.removed:
+                bits.append("CRD removed")
+            if ch.versions_added:
+                bits.append(f"+versions {','.join(ch.versions_added)}")
+            if ch.versions_removed:
+                bits.append(f"-versions {','.join(ch.versions_removed)}")
+            if ch.storage[0] != ch.storage[1] and not ch.new:
+                bits.append(f"storage {ch.storage[0]} -> {ch.storage[1]}")
+            if ch.fields_removed:
+                bits.append(f"fields removed in {','.join(ch.fields_removed)}")
+            if not ch.new:
+                bits.append(f"stored {','.join(ch.stored_versions)}{'' if ch.stored_known else ' (assumed)'}")
+            print(f"      {ch.crd}: {'; '.join(bits)}")
+    for w in result.warnings:
+        print(f"warning: {w}")
+    if result.order:
+        print("order:")
+        for s in result.order:
+            wave = f"wave {s['wave']}" if s["wave"] is not None else "after"
+            print(f"  {wave:7} {s['phase']:17} {', '.join(s['components'])}"
+                  + (f" ({s['objects']} objects)" if s.get("objects") is not None else f" ({s.get('note')})"))
+    for b in result.blockers:
+        print(f"BLOCKED {b.component}: {b.reason}\n  fix: {b.fix}")
+    print("OK: the upgrade is safe to apply" if result.ok else "REFUSED")
