@@ -119,10 +119,10 @@ def validate_registry(value: object, *, file: str | None = None) -> str:
             f"{value!r} is not a valid registry name (host[:port][/path]; path components are "
             "lower-case letters, digits and . _ - separators; no tag or digest)",
             file=file, field="registry", fix=fix)
-    host, _, port = m["domain"].rpartition(":") if not m["domain"].endswith("]") else (m["domain"], "", "")
-    if port and not (host and 0 < int(port) < 65536):
-        raise KubeforgeError(f"{value!r} has an invalid port", file=file, field="registry", fix=fix)
     domain = m["domain"]
+    port = domain.rsplit(":", 1)[1] if ":" in domain and not domain.endswith("]") else ""
+    if port and not 0 < int(port) < 65536:
+        raise KubeforgeError(f"{value!r} has an invalid port", file=file, field="registry", fix=fix)
     if "." not in domain and ":" not in domain and domain != "localhost":
         # Without a dot or port, runtimes read `mirror/kserve/agent` as docker.io/mirror/kserve/agent.
         raise KubeforgeError(

