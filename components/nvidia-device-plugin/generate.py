@@ -45,6 +45,7 @@ def transform(objects: list[dict], ctx: Any) -> list[dict]:
     plugin = m.find(objs, "DaemonSet", PLUGIN, COMPONENT)
     gfd = m.find(objs, "DaemonSet", GFD, COMPONENT)
     pc, gc = m.container(plugin, PLUGIN_CTR), m.container(gfd, GFD_CTR)
+    m.gpu_nodes_only(plugin)
 
     # GFD's MIG_STRATEGY comes with upstream's variant (selected by `when:`); the plugin's
     # static manifest has none, so set it, and give it what the helm chart gives a MIG plugin.

@@ -5,6 +5,7 @@ object it is given.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from kubeforge.errors import KubeforgeError
@@ -12,6 +13,28 @@ from kubeforge.errors import KubeforgeError
 # Kinds the GPU manifests carry that live in a namespace (others here are cluster-scoped).
 NAMESPACED = {"DaemonSet", "Deployment", "Service", "ServiceAccount", "ConfigMap", "Role", "RoleBinding",
               "ServiceMonitor", "Secret"}
+
+
+# Nodes with an NVIDIA GPU, as upstream's GFD DaemonSet (and the helm chart's default affinity for
+# the plugin) finds them: NFD's PCI vendor label, NFD's Tegra CPU label, or nvidia.com/gpu.present
+# set by hand (kubeforge ships no NFD, so GPU nodes need that label). A test keeps this equal to
+# the pinned GFD manifest.
+GPU_NODE_AFFINITY: dict[str, Any] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+    "nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "feature.node.kubernetes.io/pci-10de.present", "operator": "In",
+                               "values": ["true"]}]},
+        {"matchExpressions": [{"key": "feature.node.kubernetes.io/cpu-model.vendor_id", "operator": "In",
+                               "values": ["NVIDIA"]}]},
+        {"matchExpressions": [{"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}]},
+    ]}}}
+
+
+def gpu_nodes_only(ds: dict[str, Any]) -> None:
+    """Keep a DaemonSet off nodes without a GPU, where the plugin or exporter would crash-loop
+    (the static manifests of the plugin and the exporter have no affinity)."""
+    pod = ds["spec"]["template"]["spec"]
+    if not pod.get("affinity"):
+        pod["affinity"] = copy.deepcopy(GPU_NODE_AFFINITY)
 
 
 def set_namespace(objs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:

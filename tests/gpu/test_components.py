@@ -280,3 +280,16 @@ def test_rendered_objects_pass_kubernetes_schema(mirror_dir):
     errors = [f.line() for f in report.errors if f.rule in ("schema", "namespace-scope", "metadata-name", "label")]
     assert errors == []
     assert report.objects == len(objs) == 6
+
+
+def test_plugin_and_exporter_keep_to_gpu_nodes_like_gfd(mirror_dir):
+    from kubeforge.gpu.manifests import GPU_NODE_AFFINITY
+    c = ctx("nvidia-device-plugin", profile(), enabled=("nvidia-device-plugin",))
+    src = upstream(c, mirror_dir)
+    assert ds(src, "gpu-feature-discovery")["spec"]["template"]["spec"]["affinity"] == GPU_NODE_AFFINITY
+    assert "affinity" not in ds(src, "nvidia-device-plugin-daemonset")["spec"]["template"]["spec"]
+    objs = gen("nvidia-device-plugin").transform(src, c)
+    assert ds(objs, "nvidia-device-plugin-daemonset")["spec"]["template"]["spec"]["affinity"] == GPU_NODE_AFFINITY
+    d = ctx("dcgm-exporter", profile(), enabled=())
+    objs = gen("dcgm-exporter").transform(upstream(d, mirror_dir), d)
+    assert ds(objs, "dcgm-exporter")["spec"]["template"]["spec"]["affinity"] == GPU_NODE_AFFINITY
