@@ -20,6 +20,11 @@ GFD, GFD_CTR = "gpu-feature-discovery", "gpu-feature-discovery"
 MPS_DAEMON = "nvidia-device-plugin-mps-control-daemon"
 CONFIG_VOLUME = "device-plugin-config"
 SHA_ANNOTATION = "kubeforge.io/device-plugin-config-sha256"
+# gpu-sharing's ConfigMap comes one wave later (it requires this component, whose namespace it
+# uses). The pods wait for it in ContainerCreating, so Pulumi must not block this component on
+# their rollout: that would hold back the ConfigMap they wait for. `kubeforge verify` checks the
+# rollout instead.
+SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
 def _namespace(ctx: Any) -> str:
@@ -71,6 +76,8 @@ def transform(objects: list[dict], ctx: Any) -> list[dict]:
         m.add_mount(c, CONFIG_VOLUME, sharing.CONFIG_DIR, read_only=True)
         m.set_env(c, "CONFIG_FILE", sharing.CONFIG_FILE)
         m.annotate_pods(ds, SHA_ANNOTATION, sha)
+        md = ds["metadata"]
+        md["annotations"] = {**(md.get("annotations") or {}), SKIP_AWAIT: "true"}
     if s.strategy == "mps":
         _mps_plugin(plugin, pc)
         objs.append(_mps_control_daemon(plugin, pc, ns, mig, sha))
@@ -101,7 +108,7 @@ def _mps_control_daemon(plugin: dict, pc: dict, ns: str, mig: str, sha: str) -> 
     pod = plugin["spec"]["template"]["spec"]
     return {
         "apiVersion": "apps/v1", "kind": "DaemonSet",
-        "metadata": {"name": MPS_DAEMON, "namespace": ns},
+        "metadata": {"name": MPS_DAEMON, "namespace": ns, "annotations": {SKIP_AWAIT: "true"}},
         "spec": {
             "selector": {"matchLabels": labels},
             "updateStrategy": {"type": "RollingUpdate"},

@@ -127,6 +127,7 @@ def test_plugin_without_sharing_moves_to_its_namespace_only(mirror_dir):
     assert src[0]["metadata"]["namespace"] == "kube-system"   # the input is not modified
     plugin = ds(objs, "nvidia-device-plugin-daemonset")
     assert "CONFIG_FILE" not in env(ctr(plugin))
+    assert "annotations" not in plugin["metadata"]
     assert [v["name"] for v in plugin["spec"]["template"]["spec"]["volumes"]] == ["kubelet-device-plugins-dir"]
 
 
@@ -150,6 +151,8 @@ def test_time_slicing_configmap_and_mounts(mirror_dir):
         assert {"name": "device-plugin-config", "mountPath": "/config", "readOnly": True} in ctr(d)["volumeMounts"]
         assert env(ctr(d))["CONFIG_FILE"] == "/config/config.yaml"
         assert d["spec"]["template"]["metadata"]["annotations"]["kubeforge.io/device-plugin-config-sha256"] == sha
+        # the ConfigMap comes a wave later: Pulumi must not wait for these pods before applying it
+        assert d["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
     assert not [o for o in objs if o["metadata"]["name"] == "nvidia-device-plugin-mps-control-daemon"]
 
 
@@ -177,6 +180,7 @@ def test_mps_adds_control_daemon_and_paths(mirror_dir):
     daemon = ds(objs, "nvidia-device-plugin-mps-control-daemon")
     pod = daemon["spec"]["template"]["spec"]
     assert daemon["metadata"]["namespace"] == NS
+    assert daemon["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
     assert pod["nodeSelector"] == {"nvidia.com/mps.capable": "true"}
     assert ctr(daemon)["image"] == ctr(plugin)["image"] == "nvcr.io/nvidia/k8s-device-plugin:v0.20.0"
     assert env(ctr(daemon))["CONFIG_FILE"] == "/config/config.yaml"
