@@ -337,3 +337,15 @@ def without_helm(plan: Any) -> Any:
             pc = dataclasses.replace(pc, component=dataclasses.replace(pc.component, sources=srcs))
         comps[name] = pc
     return dataclasses.replace(plan, components=comps)
+
+
+def stack_graph(plan: Any, settings: Any, *, file: str, mirror: str | None = None) -> Graph:
+    """Render the plan (Helm charts left to Pulumi), apply the stack's replica counts and build
+    the object graph: what the program registers and what `kubeforge up` counts progress by."""
+    from kubeforge import api
+    from kubeforge.pulumi.settings import apply_replicas
+
+    charts = {name: helm_charts(pc) for name, pc in plan.components.items()}
+    rendered = api.render(without_helm(plan), mirror=mirror or settings.mirror or plan.profile.mirror)
+    apply_replicas([o for rc in rendered.components.values() for o in rc.objects], settings.replicas, file=file)
+    return build_graph(rendered, charts=charts, await_load_balancers=settings.await_load_balancers)

@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 
 from kubeforge.errors import KubeforgeError
 from kubeforge.pulumi import settings as stack_settings
-from kubeforge.pulumi.graph import Graph, HelmChart, build_graph, helm_charts, without_helm
+from kubeforge.pulumi.graph import Graph, HelmChart, stack_graph
 from kubeforge.pulumi.resources import KubernetesObject, PlatformComponent
 
 INGRESS_SERVICE = ("istio-system", "istio-ingressgateway")
@@ -47,25 +47,12 @@ def read_config() -> tuple[dict[str, Any], pulumi.Output | None]:
     return out, cfg.get_secret("kubeconfig")
 
 
-def kubeconfig_text(value: str, *, base: Path, field: str) -> str:
-    """Config values may be kubeconfig content or a path to it."""
-    if "\n" in value or value.lstrip().startswith(("apiVersion", "{")):
-        return value
-    path = Path(os.path.expanduser(value))
-    if not path.is_absolute():
-        path = base / path
-    if not path.is_file():
-        raise KubeforgeError(f"kubeconfig file {value} does not exist", field=field,
-                             fix="point it at a kubeconfig (e.g. the cluster stack's admin.conf)")
-    return path.read_text()
-
-
 def resolve_kubeconfig(settings: stack_settings.StackSettings, secret: pulumi.Output | None) -> pulumi.Output:
     """kubeforge:kubeconfig, else the cluster stack's kubeconfig output, else $KUBECONFIG."""
     base = Path.cwd()
     if secret is not None:
         return pulumi.Output.secret(secret.apply(
-            lambda v: kubeconfig_text(v, base=base, field="config.kubeforge:kubeconfig")))
+            lambda v: stack_settings.kubeconfig_text(v, base=base, field="config.kubeforge:kubeconfig")))
     if settings.cluster_stack:
         ref = pulumi.StackReference(settings.cluster_stack)
         return pulumi.Output.secret(ref.require_output("kubeconfig"))
@@ -203,18 +190,6 @@ def export_outputs(dep: Deployment, profile: str, kubeconfig: pulumi.Output) -> 
     pulumi.export("kubeconfig", pulumi.Output.secret(kubeconfig))
 
 
-def platform_graph(plan: Any, settings: stack_settings.StackSettings, *, file: str,
-                   mirror: str | None = None) -> Graph:
-    """Render the plan (Helm charts left to Pulumi) and build the stack's object graph."""
-    from kubeforge import api
-
-    charts = {name: helm_charts(pc) for name, pc in plan.components.items()}
-    rendered = api.render(without_helm(plan), mirror=mirror or settings.mirror or plan.profile.mirror)
-    stack_settings.apply_replicas([o for rc in rendered.components.values() for o in rc.objects],
-                                  settings.replicas, file=file)
-    return build_graph(rendered, charts=charts, await_load_balancers=settings.await_load_balancers)
-
-
 def main() -> None:
     """The program: read the stack config, render the profile, register the graph."""
     from kubeforge import api
@@ -224,7 +199,7 @@ def main() -> None:
     settings = stack_settings.parse(cfg, file=file)
     profile = api.load_profile(settings.profile, settings.overrides or None)
     plan = api.plan(profile)
-    graph = platform_graph(plan, settings, file=file)
+    graph = stack_graph(plan, settings, file=file)
     kubeconfig = resolve_kubeconfig(settings, kubeconfig_secret)
     provider = make_provider(kubeconfig, settings.cluster_identifier or f"kubeforge-{pulumi.get_stack()}")
     dep = deploy(graph, provider)

@@ -141,3 +141,18 @@ def apply_replicas(objects: list[dict[str, Any]], replicas: dict[str, int], *, f
         raise KubeforgeError(f"no Deployment or StatefulSet {missing[0]} in this profile's render",
                              file=file, field=f"config.kubeforge:replicas.{missing[0]}",
                              fix="use <namespace>/<name> of a rendered Deployment (`kubeforge render`)")
+
+
+def kubeconfig_text(value: str, *, base: Path, field: str) -> str:
+    """A kubeconfig config value is the content itself or a path (relative to the stack directory)."""
+    import os
+
+    if "\n" in value or value.lstrip().startswith(("apiVersion", "{")):
+        return value
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute():
+        path = base / path
+    if not path.is_file():
+        raise KubeforgeError(f"kubeconfig file {value} does not exist", field=field,
+                             fix="point it at a kubeconfig (e.g. the cluster stack's admin.conf)")
+    return path.read_text()

@@ -1,0 +1,264 @@
+"""`kubeforge up | preview | destroy | stacks` through Pulumi's Automation API.
+
+Everything that can be wrong with the input is checked before any Pulumi command runs (the
+environment exists, its stack file names a profile, the profile plans and renders, a cluster is
+named, the `pulumi` executable and a passphrase are there). State goes to a local file backend
+unless told otherwise, so no account is needed; the location is always printed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubeforge.errors import KubeforgeError
+from kubeforge.paths import home
+from kubeforge.pulumi import settings as stack_settings
+
+PROJECTS = {"platform": "stacks/platform", "cluster-onprem": "stacks/cluster-onprem"}
+PULUMI_VERSION = "3.272.0"   # the version the SDK in constraints.txt is released with
+INSTALL_FIX = (f"install the Pulumi CLI: `curl -fsSL https://get.pulumi.com | sh -s -- --version {PULUMI_VERSION}` "
+               "(installs to ~/.pulumi/bin; put that on PATH) or `brew install pulumi`; see docs/pulumi.md")
+DEFAULT_STATE = Path("~/.kubeforge/state")
+
+
+@dataclass
+class Target:
+    """A validated environment of a project: everything a Pulumi operation needs, nothing started."""
+
+    project: str
+    env: str
+    stack_dir: Path
+    stack_file: Path
+    config: dict[str, Any]
+    settings: stack_settings.StackSettings | None = None   # platform only
+    plan: Any = None                                        # platform only
+    totals: dict[str, int] = field(default_factory=dict)    # component -> resources
+    waves: dict[str, int] = field(default_factory=dict)
+    type_names: dict[str, str] = field(default_factory=dict)
+    kubeconfig_source: str = ""
+
+
+def _rel(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def project_dir(project: str) -> Path:
+    if project not in PROJECTS:
+        raise KubeforgeError(f"unknown project {project!r}", field="--project",
+                             fix=f"use one of: {', '.join(PROJECTS)}")
+    return home() / PROJECTS[project]
+
+
+def environments(project: str = "platform") -> list[str]:
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir(project).glob("Pulumi.*.yaml"))
+
+
+def resolve(project: str, env: str, *, kubeconfig: str | None = None, need_cluster: bool = True,
+            render: bool = True) -> Target:
+    """Validate an environment without starting anything. Raises KubeforgeError (exit 2)."""
+    sdir = project_dir(project)
+    envs = environments(project)
+    if env not in envs:
+        raise KubeforgeError(f"unknown environment {env!r}", field="-e/--env",
+                             fix=f"use one of: {', '.join(envs) or '(none)'}, or create "
+                                 f"{_rel(sdir / f'Pulumi.{env}.yaml')}")
+    sfile = sdir / f"Pulumi.{env}.yaml"
+    config, secret_keys = stack_settings.read_stack_file(sfile)
+    target = Target(project, env, sdir, sfile, config)
+    if project == "cluster-onprem":
+        from kubeforge.pulumi.onprem import parse_settings
+
+        parse_settings(config, base=sdir, file=_rel(sfile))
+        return target
+
+    s = stack_settings.parse(config, file=_rel(sfile), secret_keys=secret_keys)
+    target.settings = s
+    if kubeconfig is not None:
+        if not Path(kubeconfig).expanduser().is_file():
+            raise KubeforgeError(f"kubeconfig {kubeconfig} does not exist", field="--kubeconfig",
+                                 fix="give the path of a kubeconfig file")
+        target.kubeconfig_source = f"--kubeconfig {kubeconfig}"
+    elif s.kubeconfig_secret or s.kubeconfig:
+        if s.kubeconfig and not s.kubeconfig_secret:
+            stack_settings.kubeconfig_text(s.kubeconfig, base=sdir, field="config.kubeforge:kubeconfig")
+        target.kubeconfig_source = "config kubeforge:kubeconfig"
+    elif s.cluster_stack:
+        target.kubeconfig_source = f"stack {s.cluster_stack} (output kubeconfig)"
+    elif any(p and Path(p).is_file() for p in os.environ.get("KUBECONFIG", "").split(os.pathsep)):
+        target.kubeconfig_source = f"$KUBECONFIG ({os.environ['KUBECONFIG']})"
+    elif need_cluster:
+        raise KubeforgeError(
+            "no cluster for this environment: the stack sets neither kubeforge:kubeconfig nor "
+            "kubeforge:clusterStack, and KUBECONFIG names no file", file=_rel(sfile),
+            field="config.kubeforge:kubeconfig",
+            fix="pass --kubeconfig PATH, export KUBECONFIG, or set kubeforge:clusterStack to the cluster stack")
+
+    from kubeforge import api
+    from kubeforge.pulumi.graph import component_type
+
+    profile = api.load_profile(s.profile, s.overrides or None)
+    target.plan = api.plan(profile)
+    target.waves = {n: pc.wave for n, pc in target.plan.components.items()}
+    target.type_names = {component_type(n): n for n in target.plan.components}
+    if render:
+        from kubeforge.pulumi.graph import stack_graph
+
+        graph = stack_graph(target.plan, s, file=_rel(sfile))
+        target.totals = {n: len(keys) + len(graph.charts.get(n, [])) for n, keys in graph.components.items()}
+    return target
+
+
+def find_pulumi() -> Path:
+    """The `pulumi` executable: PATH, then the installer's ~/.pulumi/bin."""
+    found = shutil.which("pulumi")
+    if found:
+        return Path(found)
+    fallback = Path.home() / ".pulumi" / "bin" / "pulumi"
+    if fallback.is_file() and os.access(fallback, os.X_OK):
+        return fallback
+    raise KubeforgeError("the `pulumi` executable is not installed (not on PATH, not in ~/.pulumi/bin)",
+                         fix=INSTALL_FIX)
+
+
+def backend_url(explicit: str | None = None) -> str:
+    """--backend, else $PULUMI_BACKEND_URL, else a local file backend under ~/.kubeforge/state."""
+    url = explicit or os.environ.get("PULUMI_BACKEND_URL")
+    if url:
+        return url
+    path = DEFAULT_STATE.expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve().as_uri()
+
+
+def require_passphrase() -> None:
+    if "PULUMI_CONFIG_PASSPHRASE" not in os.environ and "PULUMI_CONFIG_PASSPHRASE_FILE" not in os.environ:
+        raise KubeforgeError(
+            "stack secrets (the kubeconfig) are encrypted with a passphrase, and none is set",
+            field="PULUMI_CONFIG_PASSPHRASE",
+            fix="export PULUMI_CONFIG_PASSPHRASE=... (or PULUMI_CONFIG_PASSPHRASE_FILE=path); keep it with the state")
+
+
+def open_stack(target: Target, backend: str, pulumi_exe: Path, *, create: bool = True):
+    """Select (or create) the environment's stack in the project directory."""
+    from pulumi import automation as auto
+
+    opts = auto.LocalWorkspaceOptions(
+        work_dir=str(target.stack_dir), pulumi_command=_command(pulumi_exe), secrets_provider="passphrase",
+        env_vars={"PULUMI_BACKEND_URL": backend, "PULUMI_SKIP_UPDATE_CHECK": "true"})
+    if create:
+        return auto.create_or_select_stack(target.env, work_dir=str(target.stack_dir), opts=opts)
+    return auto.select_stack(target.env, work_dir=str(target.stack_dir), opts=opts)
+
+
+def _command(exe: Path):
+    """The Automation API's handle on exactly this executable (it runs `pulumi version` once)."""
+    from pulumi import automation as auto
+
+    if exe.parent.name == "bin":
+        return auto.PulumiCommand(root=str(exe.parent.parent))
+    return auto.PulumiCommand()
+
+
+@dataclass
+class Prepared:
+    target: Target
+    backend: str
+    pulumi: Path
+
+
+def prepare(project: str, env: str, *, kubeconfig: str | None, backend: str | None,
+            need_cluster: bool = True, render: bool = True) -> Prepared:
+    """All checks, cheapest first; nothing is started until every one passed."""
+    target = resolve(project, env, kubeconfig=kubeconfig, need_cluster=need_cluster, render=render)
+    exe = find_pulumi()
+    require_passphrase()
+    return Prepared(target, backend_url(backend), exe)
+
+
+def _progress(target: Target, emit: Callable[[str], None]):
+    from kubeforge.pulumi.progress import ComponentProgress
+
+    return ComponentProgress(target.totals, target.waves, target.type_names, emit)
+
+
+def _set_cli_config(stack: Any, kubeconfig: str | None) -> None:
+    """Config given on the command line is stored in the stack (the kubeconfig as a secret)."""
+    if kubeconfig is not None:
+        from pulumi import automation as auto
+
+        text = Path(kubeconfig).expanduser().read_text()
+        stack.set_config("kubeforge:kubeconfig", auto.ConfigValue(value=text, secret=True))
+
+
+def run(action: str, prep: Prepared, *, kubeconfig: str | None = None, emit: Callable[[str], None] = print,
+        policy_pack: bool = False, verbose: bool = False) -> dict[str, Any]:
+    """Run up / preview / destroy on a prepared target; returns a JSON-able summary."""
+    from pulumi.automation import errors as auto_errors
+
+    t = prep.target
+    emit(f"state: {prep.backend}  (override with --backend or PULUMI_BACKEND_URL)")
+    what = t.project
+    if t.settings:
+        what = f"profile {t.settings.profile}" + (f", {len(t.totals)} components, "
+                                                  f"{sum(t.totals.values())} resources" if t.totals else "")
+    emit(f"stack: {t.env} in {_rel(t.stack_dir)} ({what}); cluster from {t.kubeconfig_source or 'stack config'}")
+    stack = open_stack(t, prep.backend, prep.pulumi)
+    _set_cli_config(stack, kubeconfig)
+    progress = _progress(t, emit)
+    on_output = (lambda line: emit(line.rstrip())) if verbose else None
+    result: dict[str, Any] = {"environment": t.env, "project": t.project, "action": action,
+                              "backend": prep.backend}
+    try:
+        if action == "up":
+            res = stack.up(on_event=progress, on_output=on_output, color="never")
+            result["result"] = res.summary.result
+            result["changes"] = dict(res.summary.resource_changes or {})
+            result["outputs"] = {k: ("[secret]" if v.secret else v.value) for k, v in res.outputs.items()}
+        elif action == "preview":
+            packs = [str(home() / "stacks" / "policy")] if policy_pack else None
+            res = stack.preview(on_event=progress, on_output=on_output, color="never", policy_packs=packs)
+            result["changes"] = dict(res.change_summary or {})
+        elif action == "destroy":
+            res = stack.destroy(on_event=progress, on_output=on_output, color="never")
+            result["result"] = res.summary.result
+            result["changes"] = dict(res.summary.resource_changes or {})
+        else:
+            raise ValueError(action)
+    except auto_errors.CommandError as exc:
+        from kubeforge.errors import CheckFailed
+
+        detail = "\n".join(progress.diagnostics[-5:]) or str(exc).strip().splitlines()[-1:][0]
+        raise CheckFailed(f"pulumi {action} failed for stack {t.env}: {detail}",
+                          fix="see the messages above; re-run with --verbose for Pulumi's own output") from None
+    result["components"] = progress.summary()
+    return result
+
+
+def stack_outputs(prep: Prepared) -> dict[str, Any]:
+    from pulumi.automation import errors as auto_errors
+
+    try:
+        stack = open_stack(prep.target, prep.backend, prep.pulumi, create=False)
+    except auto_errors.StackNotFoundError:
+        raise KubeforgeError(f"stack {prep.target.env} does not exist in {prep.backend}", field="-e/--env",
+                             fix=f"create it with `kubeforge up -e {prep.target.env}`") from None
+    return {k: ("[secret]" if v.secret else v.value) for k, v in stack.outputs().items()}
+
+
+def list_stacks(backend: str, pulumi_exe: Path, project: str = "platform") -> dict[str, dict[str, Any]]:
+    from pulumi import automation as auto
+
+    ws = auto.LocalWorkspace(work_dir=str(project_dir(project)), pulumi_command=_command(pulumi_exe),
+                             env_vars={"PULUMI_BACKEND_URL": backend, "PULUMI_SKIP_UPDATE_CHECK": "true"})
+    out = {}
+    for s in ws.list_stacks():
+        out[s.name] = {"last_update": s.last_update, "resources": s.resource_count,
+                       "running": s.update_in_progress}
+    return out

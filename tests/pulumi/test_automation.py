@@ -1,0 +1,221 @@
+"""`kubeforge up | preview | destroy | stacks` through the Automation API, against a STAND-IN
+`pulumi` executable that records its arguments (the real CLI cannot be downloaded here; see
+standin_pulumi.py). Bad inputs must fail with exit 2 before any Pulumi command runs.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kubeforge.cli import main as cli
+from kubeforge.paths import home
+from kubeforge.pulumi.graph import component_type
+
+REPO = Path(__file__).resolve().parents[2]
+PLATFORM = REPO / "stacks" / "platform"
+
+
+def _urn(stack: str, comp: str, typ: str, name: str) -> str:
+    return f"urn:pulumi:{stack}::kubeforge-platform::{component_type(comp)}${typ}::{name}"
+
+
+def _step(kind: str, seq: int, urn: str, typ: str, op: str = "create") -> dict:
+    return {"sequence": seq, "timestamp": 0, kind: {"metadata": {"op": op, "urn": urn, "type": typ, "provider": ""}}}
+
+
+@pytest.fixture
+def home_copy(tmp_path, monkeypatch):
+    """A KUBEFORGE_HOME with the real catalog and profiles and a stacks/platform we may add stack files to."""
+    root = tmp_path / "home"
+    (root / "stacks").mkdir(parents=True)
+    shutil.copytree(PLATFORM, root / "stacks" / "platform", ignore=shutil.ignore_patterns("__pycache__"))
+    for d in ("components", "profiles"):
+        (root / d).symlink_to(REPO / d)
+    monkeypatch.setenv("KUBEFORGE_HOME", str(root))
+    home.cache_clear()
+    yield root
+    home.cache_clear()
+
+
+def test_up_dev_creates_the_stack_stores_the_kubeconfig_and_uses_the_local_backend(
+        standin_pulumi, kubeconfig_file, mirror_dir, monkeypatch, capsys):
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+    svc = "kubernetes:core/v1:Namespace"
+    events = [_step("resourcePreEvent", 1, _urn("dev", "cert-manager", svc, "cert-manager"), svc),
+              _step("resOutputsEvent", 2, _urn("dev", "cert-manager", svc, "cert-manager"), svc)]
+    standin_pulumi.events.write_text(json.dumps(events))
+    monkeypatch.setenv("STANDIN_PULUMI_EVENTS", str(standin_pulumi.events))
+
+    rc = cli(["up", "-e", "dev", "--kubeconfig", str(kubeconfig_file)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    calls = standin_pulumi.calls()
+    argvs = standin_pulumi.argvs()
+    assert all(c["argv"][0] == "--non-interactive" for c in calls if c["argv"] != ["version"])
+    # create-or-select: select fails on a fresh backend, then init with the passphrase provider.
+    assert ["stack", "select", "--stack", "dev"] in argvs
+    init = next(a for a in argvs if a[:2] == ["stack", "init"])
+    assert init[2] == "dev" and init[init.index("--secrets-provider") + 1] == "passphrase"
+    cfg = next(a for a in argvs if a[:2] == ["config", "set"])
+    assert "kubeforge:kubeconfig" in cfg and "--secret" in cfg
+    up = next(a for a in argvs if a[:1] == ["up"])
+    assert {"--yes", "--skip-preview"} <= set(up) and up[up.index("--stack") + 1] == "dev"
+    assert up[up.index("--event-log") + 1].startswith("tcp://127.0.0.1:")
+    # Every call ran in the platform project on the local file backend, with a passphrase.
+    assert {c["cwd"] for c in calls if c["argv"] != ["version"]} == {str(PLATFORM)}
+    assert {c["backend"] for c in calls} == {standin_pulumi.backend.as_uri()}
+    assert all(c["passphrase_set"] for c in calls)
+    assert (standin_pulumi.backend / ".pulumi" / "stacks" / "kubeforge-platform" / "dev.json").exists()
+    assert f"state: {standin_pulumi.backend.as_uri()}" in out
+    # Per-component progress from the engine events.
+    assert "[wave 0] cert-manager: applying" in out or "cert-manager: applying" in out
+
+
+def test_second_up_selects_the_existing_stack(standin_pulumi, kubeconfig_file, mirror_dir, monkeypatch):
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig_file))
+    assert cli(["up", "-e", "dev"]) == 0
+    first = len(standin_pulumi.calls())
+    assert cli(["up", "-e", "dev"]) == 0
+    second = standin_pulumi.argvs()[first:]
+    assert not any(a[:2] == ["stack", "init"] for a in second)
+    # Without --kubeconfig nothing is written into the stack config: the program reads $KUBECONFIG.
+    assert not any(a[:2] == ["config", "set"] for a in second)
+
+
+def test_default_backend_is_a_local_file_backend_under_home(standin_pulumi, kubeconfig_file, mirror_dir,
+                                                              monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+    monkeypatch.delenv("PULUMI_BACKEND_URL")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert cli(["preview", "-e", "dev", "--kubeconfig", str(kubeconfig_file)]) == 0
+    want = (tmp_path / "user" / ".kubeforge" / "state").resolve().as_uri()
+    assert f"state: {want}" in capsys.readouterr().out
+    assert {c["backend"] for c in standin_pulumi.calls() if c["argv"] != ["version"]} == {want}
+
+
+def test_backend_option_overrides(standin_pulumi, kubeconfig_file, mirror_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+    other = (tmp_path / "elsewhere").resolve()
+    other.mkdir()
+    assert cli(["preview", "-e", "dev", "--kubeconfig", str(kubeconfig_file), "--backend", other.as_uri()]) == 0
+    pre = next(c for c in standin_pulumi.calls() if "preview" in c["argv"][:2])
+    assert pre["backend"] == other.as_uri()
+
+
+@pytest.mark.parametrize("answer, destroyed", [("n\n", False), ("y\n", True)])
+def test_destroy_asks_for_confirmation(standin_pulumi, monkeypatch, answer, destroyed):
+    monkeypatch.setattr("sys.stdin", io.StringIO(answer))
+    rc = cli(["destroy", "-e", "dev"])
+    assert rc == (0 if destroyed else 1)
+    assert any(a[:1] == ["destroy"] for a in standin_pulumi.argvs()) is destroyed
+
+
+def test_destroy_yes_does_not_ask(standin_pulumi, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))   # any prompt would abort
+    assert cli(["destroy", "-e", "staging", "--yes"]) == 0
+    d = next(a for a in standin_pulumi.argvs() if a[:1] == ["destroy"])
+    assert "--yes" in d and d[d.index("--stack") + 1] == "staging"
+
+
+def test_stacks_lists_environments_with_their_profiles(standin_pulumi, capsys):
+    assert cli(["stacks", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    envs = {r["environment"]: r for r in data["environments"]}
+    assert set(envs) == {"dev", "staging", "prod"}
+    assert envs["prod"]["profile"] == "full" and envs["dev"]["profile"] == "dev"
+    assert data["backend"] == standin_pulumi.backend.as_uri()
+
+
+def test_stacks_env_shows_outputs_with_secrets_hidden(standin_pulumi, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert cli(["destroy", "-e", "dev", "--yes"]) == 0     # creates the stack in the backend
+    capsys.readouterr()
+    assert cli(["stacks", "-e", "dev", "--json"]) == 0
+    outs = json.loads(capsys.readouterr().out)
+    assert outs["profile"] == "dev"
+    assert any(a[:2] == ["stack", "output"] and "--show-secrets" in a for a in standin_pulumi.argvs())
+
+
+# ---- bad inputs: exit 2, a message naming the fix, and no Pulumi command at all ----
+
+def _bad(argv: list[str], capsys) -> str:
+    rc = cli(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    return err
+
+
+def test_unknown_environment(standin_pulumi, capsys):
+    err = _bad(["up", "-e", "qa"], capsys)
+    assert "unknown environment 'qa'" in err and "dev, prod, staging" in err
+    assert standin_pulumi.calls() == []
+
+
+def test_profile_missing_in_config(standin_pulumi, home_copy, kubeconfig_file, capsys):
+    (home_copy / "stacks/platform/Pulumi.noprofile.yaml").write_text(
+        "config:\n  kubeforge:registry: registry.example.com\n")
+    err = _bad(["up", "-e", "noprofile", "--kubeconfig", str(kubeconfig_file)], capsys)
+    assert "Pulumi.noprofile.yaml" in err and "kubeforge:profile" in err and "fix:" in err
+    assert standin_pulumi.calls() == []
+
+
+def test_kubeconfig_missing(standin_pulumi, monkeypatch, capsys):
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    err = _bad(["up", "-e", "dev"], capsys)
+    assert "no cluster" in err and "--kubeconfig" in err
+    assert standin_pulumi.calls() == []
+
+
+def test_kubeconfig_path_that_does_not_exist(standin_pulumi, tmp_path, capsys):
+    err = _bad(["preview", "-e", "dev", "--kubeconfig", str(tmp_path / "nope.conf")], capsys)
+    assert "does not exist" in err
+    assert standin_pulumi.calls() == []
+
+
+def test_profile_that_fails_validation(standin_pulumi, home_copy, kubeconfig_file, capsys):
+    (home_copy / "stacks/platform/Pulumi.badgpu.yaml").write_text(
+        "config:\n  kubeforge:profile: dev\n  kubeforge:gpu:\n    mode: sometimes\n")
+    err = _bad(["up", "-e", "badgpu", "--kubeconfig", str(kubeconfig_file)], capsys)
+    assert "gpu.mode" in err
+    assert standin_pulumi.calls() == []
+
+
+def test_unknown_config_key(standin_pulumi, home_copy, kubeconfig_file, capsys):
+    (home_copy / "stacks/platform/Pulumi.typo.yaml").write_text(
+        "config:\n  kubeforge:profile: dev\n  kubeforge:registy: r.example.com\n")
+    err = _bad(["up", "-e", "typo", "--kubeconfig", str(kubeconfig_file)], capsys)
+    assert "kubeforge:registy" in err and "kubeforge:registry" in err
+    assert standin_pulumi.calls() == []
+
+
+def test_replicas_for_a_deployment_the_profile_does_not_render(standin_pulumi, home_copy, kubeconfig_file,
+                                                               mirror_dir, monkeypatch, capsys):
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+    (home_copy / "stacks/platform/Pulumi.rep.yaml").write_text(
+        "config:\n  kubeforge:profile: dev\n  kubeforge:replicas:\n    kubeflow/no-such-controller: 2\n")
+    err = _bad(["up", "-e", "rep", "--kubeconfig", str(kubeconfig_file)], capsys)
+    assert "kubeflow/no-such-controller" in err
+    assert standin_pulumi.calls() == []
+
+
+def test_missing_passphrase(standin_pulumi, kubeconfig_file, mirror_dir, monkeypatch, capsys):
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE")
+    err = _bad(["up", "-e", "dev", "--kubeconfig", str(kubeconfig_file)], capsys)
+    assert "PULUMI_CONFIG_PASSPHRASE" in err
+    assert standin_pulumi.operations() == []
+
+
+@pytest.mark.parametrize("command", ["up", "preview", "destroy"])
+def test_missing_pulumi_executable_names_how_to_install_it(no_pulumi, kubeconfig_file, mirror_dir, monkeypatch,
+                                                           command, capsys):
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+    argv = [command, "-e", "dev"] + (["--kubeconfig", str(kubeconfig_file)] if command != "destroy" else [])
+    err = _bad(argv, capsys)
+    assert "`pulumi` executable is not installed" in err
+    assert "get.pulumi.com" in err and "docs/pulumi.md" in err
