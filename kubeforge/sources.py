@@ -356,7 +356,7 @@ def sync(sources: list[Source], mirror: str | os.PathLike | None = None, *, veri
     store = BlobStore(root / "blobs" / "sha256")
     _fetch(entries, store, _Origin(mirror_spec(mirror)), jobs)
     rewrites = _rewrites(index, store)
-    _check_remote_refs(entries, index, store)
+    _check_references(entries, index, store)
     _materialize(index, store, tree, rewrites)
     name = _stamp_name(set_key, tree, rels)
     if name:
@@ -524,8 +524,10 @@ def _rewrite_text(raw: bytes, mapping: dict[str, str], doc: dict) -> bytes:
     return yaml.safe_dump(new, sort_keys=False).encode()
 
 
-def _check_remote_refs(entries: list[_Entry], index: dict, store: BlobStore) -> None:
-    """Every remote reference reachable from a kustomize source's build dir must land in this sync."""
+def _check_references(entries: list[_Entry], index: dict, store: BlobStore) -> None:
+    """Every base/component reachable from a kustomize source's build dir must be in this sync:
+    remote ones (rewritten) and local ones (a root too narrow is caught here, by name, instead of
+    as a kustomize error at render time)."""
     for e in entries:
         if e.source.kind != "kustomize":
             continue
@@ -543,14 +545,26 @@ def _check_remote_refs(entries: list[_Entry], index: dict, store: BlobStore) -> 
             for entry in _entries_of(_kustomization(store, files[kpath][0])):
                 if not is_remote(entry):
                     local = _repo_join(d, entry)
-                    if not local.startswith("..") and _find_kustomization(files, local):
+                    if local.startswith("..") or local in files:
+                        continue    # outside the repository (kustomize reports it), or a fetched file
+                    if _find_kustomization(files, local):
                         stack.append((key, local))
+                    elif not any(p.startswith(local + "/") for p in files):
+                        raise _not_fetched(e.source, _tree_rel(key, kpath), entry, _tree_rel(key, local))
                     continue
                 target = parse_github(entry)
                 if target and _find_kustomization(index.get(target[0], {}), target[1]):
                     stack.append(target)
                     continue
                 raise _unresolved(e.source, _tree_rel(key, kpath), entry, target)
+
+
+def _not_fetched(source: Source, kfile: str, entry: str, target: str) -> KubeforgeError:
+    return KubeforgeError(
+        f"{entry} (reached from source {source.id!r}) is not among the fetched files: {target}",
+        file=kfile, field="resources",
+        fix=f"widen the root of source {source.id!r} to cover it, or declare a source whose root covers it "
+            "(then relock)")
 
 
 def _unresolved(source: Source, kfile: str, url: str, target) -> KubeforgeError:

@@ -23,7 +23,9 @@ LOCAL_PATH = Repo("local-path-provisioner", "rancher", "local-path-provisioner",
 TREES = {
     "cert-manager": (KUBEFLOW, "common/cert-manager", "base"),
     "istio-crds": (KUBEFLOW, "common/istio/istio-crds", "base"),
+    # The oauth2-proxy overlay of Istio uses a component from common/oauth2-proxy: a second tree.
     "istio-install": (KUBEFLOW, "common/istio/istio-install", "overlays/oauth2-proxy"),
+    "oauth2-proxy": (KUBEFLOW, "common/oauth2-proxy", "base"),
     "knative-serving": (KUBEFLOW, "common/knative/knative-serving", "overlays/gateways"),
     "kserve": (KUBEFLOW, "applications/kserve/kserve", "."),
     "katib": (KUBEFLOW, "applications/katib/upstream", "installs/katib-standalone"),

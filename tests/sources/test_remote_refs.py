@@ -124,3 +124,21 @@ def test_rewrite_of_flow_style_lists_falls_back_to_yaml():
     doc = yaml.safe_load(raw)
     out = yaml.safe_load(_rewrite_text(raw, {"https://github.com/o/r/a?ref=v1": "../x/a"}, doc))
     assert out == {"resources": ["../x/a", "local.yaml"]}
+
+
+def test_local_reference_outside_the_fetched_roots_is_named(cache, mirror_dir):
+    from mirror_trees import TREES
+
+    istio = kustomize_source(mirror_dir, "istio-install", *TREES["istio-install"])
+    with pytest.raises(KubeforgeError) as e:
+        sync([istio], mirror_dir)
+    assert e.value.file == ("github/kubeflow/manifests/26.03/common/istio/istio-install/overlays/oauth2-proxy/"
+                            "kustomization.yaml")
+    assert "../../../../oauth2-proxy/components/istio-external-auth-patches" in e.value.message
+    assert "github/kubeflow/manifests/26.03/common/oauth2-proxy/components/istio-external-auth-patches" in e.value.message
+    assert "'istio-install'" in e.value.fix
+    # With a second source covering common/oauth2-proxy the overlay builds.
+    oauth = kustomize_source(mirror_dir, "oauth2-proxy", *TREES["oauth2-proxy"])
+    result = sync([istio, oauth], mirror_dir)
+    assert any(o["kind"] == "Deployment" and o["metadata"]["name"] == "istiod"
+               for o in kustomize.build(result["istio-install"]))
