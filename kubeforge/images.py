@@ -387,6 +387,13 @@ def map_images(objs: list[dict], fn: Mapper) -> list[dict]:
     the same dict objects as in `objs` (nothing in `objs` is modified)."""
     out = []
     for obj in objs:
+        if isinstance(obj, dict) and obj.get("kind") == "ConfigMap" and isinstance(obj.get("data"), dict):
+            # One pass over a shallow copy: data values are strings, so this copy is a full one.
+            copy = {**obj, "data": dict(obj["data"])}
+            ctx = _Ctx(fn, write=True)
+            _configmap(copy, ctx)
+            out.append(copy if ctx.changes else obj)
+            continue
         probe = _Ctx(fn, write=False)
         _visit_object(obj, probe)
         if probe.changes:
