@@ -240,6 +240,9 @@ def _repo_join(root: str, rel: str) -> str:
     return posixpath.normpath(posixpath.join(root or ".", rel or "."))
 
 
+_checked_files: dict[tuple, list[tuple[str, str]]] = {}
+
+
 def _check(sources: list[Source]) -> list[_Entry]:
     """Everything that can be checked without touching a file, before anything is fetched."""
     entries: list[_Entry] = []
@@ -270,21 +273,24 @@ def _check(sources: list[Source]) -> list[_Entry]:
             continue
         if not s.files:
             raise KubeforgeError(f"kustomize source {s.id!r} has no file list", field=f"{where}.files", fix=LOCK_FIX)
-        actual = tree_hash(s.files)
-        if actual != s.sha256:
-            raise KubeforgeError(
-                f"the file list of source {s.id!r} in sources.lock has tree hash {actual}, the pin says {s.sha256}",
-                field=f"{where}.sha256", fix=LOCK_FIX)
         for rel in (s.root or ".", s.path or "."):
             if rel != "." and not _safe_rel(rel):
                 raise KubeforgeError(f"source {s.id!r} has an unsafe root/path {rel!r}", field=where,
                                      fix="use relative paths inside the repository")
-        files = []
-        for rel, sha in s.files:
-            if not _safe_rel(rel) or not _HEX64.match(sha):
-                raise KubeforgeError(f"source {s.id!r}: bad entry in sources.lock: {rel!r} {sha!r}",
-                                     field=f"{where}.files", fix=LOCK_FIX)
-            files.append((_repo_join(s.root, rel), sha))
+        files = _checked_files.get((s.sha256, s.root, s.files))
+        if files is None:           # once per process per lock: this is most of the warm path otherwise
+            actual = tree_hash(s.files)
+            if actual != s.sha256:
+                raise KubeforgeError(
+                    f"the file list of source {s.id!r} in sources.lock has tree hash {actual}, "
+                    f"the pin says {s.sha256}", field=f"{where}.sha256", fix=LOCK_FIX)
+            files = []
+            for rel, sha in s.files:
+                if not _safe_rel(rel) or not _HEX64.match(sha):
+                    raise KubeforgeError(f"source {s.id!r}: bad entry in sources.lock: {rel!r} {sha!r}",
+                                         field=f"{where}.files", fix=LOCK_FIX)
+                files.append((_repo_join(s.root, rel), sha))
+            _checked_files[(s.sha256, s.root, s.files)] = files
         build = _repo_join(s.root, s.path)
         names = {p for p, _ in files}
         if not any(_repo_join(build, n) in names for n in KUSTOMIZATION_NAMES):
@@ -320,12 +326,16 @@ def _set_key(entries: list[_Entry]) -> bytes:
 def _stamp_name(set_key: bytes, tree: Path, rels: list[str]) -> str | None:
     """Digest over the set and the stat of every tree file; None when one is missing."""
     h = hashlib.sha256(set_key)
+    base = f"{tree}/"            # plain strings: pathlib costs more than the stat itself here
+    stat = os.stat
+    parts = []
     for rel in rels:
         try:
-            st = os.stat(tree / rel)
+            st = stat(base + rel)
         except OSError:
             return None
-        h.update(f"{rel}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        parts.append(f"{rel}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\n")
+    h.update("".join(parts).encode())
     return h.hexdigest()
 
 
