@@ -101,7 +101,7 @@ def settings(profile: Any, values: dict[str, Any]) -> Settings:
         raise KubeforgeError(f"{strategy} with {replicas} replica shares nothing", file=pfile,
                              field="gpu.sharing.replicas", fix="set 2 or more, or strategy none")
     if strategy == "mps" and mig_strategy != "none":
-        # GFD refuses: "MPS sharing is not supported for mig devices" (internal/lm/resource.go).
+        # GFD refuses: "MPS sharing is not supported for mig devices" (its labeler, internal/lm).
         raise KubeforgeError("the device plugin cannot share MIG devices with MPS", file=pfile,
                              field="gpu.sharing.strategy",
                              fix="use time-slicing with MIG, or gpu.mig.strategy none with MPS")
