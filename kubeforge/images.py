@@ -287,7 +287,7 @@ def _load(text: str, fmt: str):
         return json.loads(text)
     import yaml  # lazy: kubeforge's CLI start-up must not pay for it
 
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return list(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
 
 
 def _dump(doc, fmt: str) -> str:
@@ -295,7 +295,7 @@ def _dump(doc, fmt: str) -> str:
         return json.dumps(doc, indent=2) + "\n"
     import yaml
 
-    return yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+    return yaml.dump_all(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
 
 
 def _replace_text(text: str, changes: list[tuple[str, str]]) -> str:

@@ -1,6 +1,8 @@
 """The image reference grammar, the mirror rule and the registry check, on literal references."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kubeforge.errors import KubeforgeError
@@ -136,3 +138,49 @@ def test_locations_outside_upstream_data():
     assert [e["value"] for e in c[1]["env"]] == ["reg.local/org/queue:3", "IfNotPresent", "gcr.io/org/other:9"]
     assert out[1]["data"] == {"executor": "image: reg.local/argoproj/argoexec:v3.7.3\nimagePullPolicy: IfNotPresent\n",
                               "enable-image": "true"}
+
+
+def _pod(image: str, **extra) -> dict:
+    return {"containers": [{"name": "main", "image": image}], **extra}
+
+
+def test_every_pod_template_kind():
+    """Pod templates of every workload kind, including init and ephemeral containers."""
+    objs = [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+         "spec": _pod("a/pod:1", initContainers=[{"name": "i", "image": "a/init:1"}],
+                      ephemeralContainers=[{"name": "e", "image": "a/debug:1"}])},
+        *({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": kind.lower()},
+           "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": {"spec": _pod(f"a/{kind.lower()}:1")}}}
+          for kind in ("Deployment", "DaemonSet", "StatefulSet", "ReplicaSet")),
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+         "spec": {"template": {"spec": _pod("a/job:1")}}},
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+         "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": _pod("a/cron:1")}}}}},
+        {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": {"spec": _pod("a/tpl:1")}},
+    ]
+    names = ["pod", "init", "debug", "deployment", "daemonset", "statefulset", "replicaset", "job", "cron", "tpl"]
+    assert list_images(objs) == sorted(f"docker.io/a/{n}:1" for n in names)
+    assert list_images(rewrite_registry(objs, "reg.local")) == sorted(f"reg.local/a/{n}:1" for n in names)
+
+
+def test_embedded_yaml_with_several_documents_and_a_schema_is_left_alone():
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "x"},
+           "spec": {"versions": [{"schema": {"openAPIV3Schema": {"properties": {"image": {"default": "a/b:1"}}}}}]}}
+    trials = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "my-trials", "labels": {"katib.kubeflow.org/component": "trial-templates"}},
+              "data": {"two.yaml": "kind: Job\nspec:\n  template:\n    spec:\n      containers:\n"
+                                   "      - {name: a, image: 'a/one:1'}\n---\nkind: Job\nspec:\n  template:\n"
+                                   "    spec:\n      containers:\n      - {name: b, image: \"a/two:1\"}\n"}}
+    out = rewrite_registry([crd, trials], "reg.local")
+    assert out[0] is crd
+    assert out[1]["data"]["two.yaml"] == trials["data"]["two.yaml"].replace("a/one", "reg.local/a/one").replace(
+        "a/two", "reg.local/a/two")
+
+
+def test_text_that_cannot_be_edited_in_place_is_reserialized():
+    # JSON may escape '/', so the image is not found verbatim in the text: the document is dumped again.
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "inferenceservice-config"},
+          "data": {"agent": '{"image": "kserve\\/agent:v0.16.0", "cpuLimit": "1"}'}}
+    out = rewrite_registry([cm], "reg.local")[0]["data"]["agent"]
+    assert json.loads(out) == {"image": "reg.local/kserve/agent:v0.16.0", "cpuLimit": "1"}
