@@ -297,13 +297,18 @@ class _Object:
                                 self.name, self.component, path))
 
 
+def _d(value: Any) -> dict:
+    """The value if it is a mapping, else {}: malformed input gets schema findings, not a crash."""
+    return value if isinstance(value, dict) else {}
+
+
 def _crd_index(objects: list[dict]) -> dict[tuple[str, str], dict]:
     out = {}
     for o in objects:
-        if o.get("kind") == "CustomResourceDefinition" and str(o.get("apiVersion", "")).startswith(
-                "apiextensions.k8s.io/"):
-            spec = o.get("spec") or {}
-            kind = (spec.get("names") or {}).get("kind")
+        if (isinstance(o, dict) and o.get("kind") == "CustomResourceDefinition"
+                and str(o.get("apiVersion", "")).startswith("apiextensions.k8s.io/")):
+            spec = _d(o.get("spec"))
+            kind = _d(spec.get("names")).get("kind")
             if spec.get("group") and kind:
                 out[(spec["group"], kind)] = o
     return out
@@ -337,18 +342,19 @@ def _check_schema(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_chec
                f"the objects: enable the component that provides the {ob.group} CRDs, or add the "
                f"CRD to this component's sources")
         return None
-    spec = crd.get("spec") or {}
-    version = next((v for v in spec.get("versions") or () if v.get("name") == ob.version), None)
-    crd_name = (crd.get("metadata") or {}).get("name", "")
+    spec = _d(crd.get("spec"))
+    versions = [v for v in spec.get("versions") or () if isinstance(v, dict)]
+    version = next((v for v in versions if v.get("name") == ob.version), None)
+    crd_name = _d(crd.get("metadata")).get("name", "")
     if version is None or not version.get("served", True):
-        served = [v.get("name") for v in spec.get("versions") or () if v.get("served", True)]
+        served = [str(v.get("name")) for v in versions if v.get("served", True)]
         ob.add(ERROR, "crd-schema",
                f"CRD {crd_name} does not serve version {ob.version} (served: {', '.join(served)}); "
                f"use apiVersion {ob.group}/{served[-1] if served else '?'}")
         return spec.get("scope")
-    schema = ((version.get("schema") or {}).get("openAPIV3Schema")
-              or ((spec.get("validation") or {}).get("openAPIV3Schema")))
-    if schema:
+    schema = (_d(version.get("schema")).get("openAPIV3Schema")
+              or _d(spec.get("validation")).get("openAPIV3Schema"))
+    if isinstance(schema, dict) and schema:
         if id(schema) not in crd_checks:
             crd_checks[id(schema)] = schemas.crd_validator(schema)
         for path, msg in crd_checks[id(schema)](ob.obj):
@@ -397,12 +403,13 @@ def _check_requests(ob: _Object) -> None:
     if not isinstance(spec, dict):
         return
     if ob.kind == "CronJob":
-        spec = ((spec.get("jobTemplate") or {}).get("spec") or {})
-    pod = spec if ob.kind == "Pod" else ((spec.get("template") or {}).get("spec") or {})
+        spec = _d(_d(spec.get("jobTemplate")).get("spec"))
+    pod = spec if ob.kind == "Pod" else _d(_d(spec.get("template")).get("spec"))
     base = ["spec"] if ob.kind == "Pod" else (["spec", "jobTemplate", "spec", "template", "spec"]
                                                if ob.kind == "CronJob" else ["spec", "template", "spec"])
-    for i, c in enumerate(pod.get("containers") or ()):
-        if isinstance(c, dict) and not ((c.get("resources") or {}).get("requests")):
+    containers = pod.get("containers")
+    for i, c in enumerate(containers if isinstance(containers, list) else ()):
+        if isinstance(c, dict) and not _d(c.get("resources")).get("requests"):
             ob.add(WARNING, "resources", f'container "{c.get("name")}" sets no resources.requests: '
                    "the scheduler cannot account for it", [*base, "containers", i])
 
@@ -471,8 +478,8 @@ def _check_object(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_chec
                "metadata.namespace: it would land in the kubeconfig's current namespace",
                ["metadata", "namespace"])
     if ob.kind == "CustomResourceDefinition":
-        spec = obj.get("spec") or {}
-        want = f"{(spec.get('names') or {}).get('plural')}.{spec.get('group')}"
+        spec = _d(obj.get("spec"))
+        want = f"{_d(spec.get('names')).get('plural')}.{spec.get('group')}"
         if ob.name != want:
             ob.add(ERROR, "crd-name", f"a CRD must be named <plural>.<group>: {want!r}",
                    ["metadata", "name"])
@@ -480,7 +487,7 @@ def _check_object(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_chec
         _image_findings(ob, obj.get("spec"), ["spec"])
         if ob.kind == "Namespace" and not ob.group:
             _check_namespace(ob, md.get("labels") if isinstance(md.get("labels"), dict) else {})
-        if ob.kind in _WORKLOAD_KINDS and not ob.group.endswith(".io"):
+        if ob.kind in _WORKLOAD_KINDS and k8s.validator(ob.group, ob.version, ob.kind) is not False:
             _check_requests(ob)
     # Close to what kubectl stores (Go escapes non-ASCII differently; the C encoder is fast).
     size = len(json.dumps(obj, separators=(",", ":"), check_circular=False, default=str))
@@ -532,8 +539,8 @@ def _apply_allowlist(findings: list[Finding], entries: list[AllowEntry], objects
                 f.allowed, f.reason = True, e.reason
                 used.add(e)
                 break
-    present = [(o.get("kind"), (o.get("metadata") or {}).get("namespace") or "",
-                (o.get("metadata") or {}).get("name")) for o in objects if isinstance(o, dict)]
+    present = [(o.get("kind"), _d(o.get("metadata")).get("namespace") or "",
+                _d(o.get("metadata")).get("name")) for o in objects if isinstance(o, dict)]
     for e in entries:
         # Stale: the object it names is here, yet the finding is gone (fixed upstream). Entries
         # for objects not in this set (another profile's components) are simply not in play.
