@@ -30,9 +30,16 @@ def _write_json(dest: str, data: dict) -> None:
 
 
 def _rendered(profile: str, mirror: str | None):
+    """Rendered objects of the profile; Helm-chart components without `helm` come back empty."""
     from kubeforge import api
+    from kubeforge.lifecycle.rendered import render_available
 
-    return api.render(api.plan(api.load_profile(profile)), mirror=mirror)
+    rendered, missing = render_available(api.plan(api.load_profile(profile)), mirror=mirror)
+    for name in missing:
+        print(f"note: {name} is a Helm chart and `helm` is not on PATH: its objects are found on the "
+              "cluster by label instead of from the render", file=sys.stderr)
+    rendered.unrendered = missing
+    return rendered
 
 
 def register(app: typer.Typer) -> None:
@@ -58,9 +65,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the conformance suite of the profile's components against a cluster.
 
-        Readiness (CRDs, workloads, webhooks, pods, Pod Security) is derived from the rendered
-        objects; functional checks come from components/<name>/checks.py and run in throw-away
-        namespaces. Exit 0: all passed; 1: a check failed; 2: bad input or no usable cluster.
+        Readiness (CRDs, workloads, webhooks, pods, Pod Security) is derived from the rendered objects; functional checks come from components/<name>/checks.py and run in throw-away namespaces. Exit 0: all passed; 1: a check failed; 2: bad input or no usable cluster.
         """
         from kubeforge.verify import session
 
@@ -104,20 +109,22 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
         mirror: MirrorOpt = None,
     ) -> None:
-        """Remove the platform: reverse plan order; per component custom resources, webhooks,
-        workloads, namespaces; CRDs last. Stuck objects are reported with their finalizers."""
+        """Remove the platform: reverse plan order; per component custom resources, webhooks, workloads, namespaces; CRDs last. Stuck objects are reported with their finalizers."""
         from kubeforge.lifecycle import teardown as td
 
         if wait <= 0:
             raise KubeforgeError("must be positive", field="--wait", fix="--wait 180")
         rendered = _rendered(profile, mirror)
-        plan = td.plan_teardown(rendered, keep_crds=keep_crds)
+        plan = td.plan_teardown(rendered, keep_crds=keep_crds, unrendered=rendered.unrendered)
         if dry_run and not kubeconfig:
             if json_out:
                 _write_json("-", plan.as_dict())
                 return
             _print_teardown(plan)
             return
+        if not dry_run and not yes and not sys.stdin.isatty():
+            raise KubeforgeError("teardown deletes the platform and needs confirmation", field="--yes",
+                                 fix="pass --yes (or run --dry-run first to see the plan)")
         from kubeforge.verify.cluster import connect, require_installed
 
         cluster = connect(kubeconfig)
@@ -134,9 +141,6 @@ def register(app: typer.Typer) -> None:
                 _print_teardown(plan)
             return
         if not yes:
-            if not sys.stdin.isatty():
-                raise KubeforgeError("teardown deletes the platform and needs confirmation", field="--yes",
-                                     fix="pass --yes (or run --dry-run first to see the plan)")
             typer.confirm(f"Delete profile {plan.profile} from {cluster.server}?", abort=True)
         from kubeforge.lifecycle.apply import detect_installer
 
@@ -172,9 +176,7 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
         mirror: MirrorOpt = None,
     ) -> None:
-        """Upgrade to PROFILE from what --from describes: version changes, CRD changes, gates
-        (Istio one minor at a time, the Istio/Knative/KServe tuple), and the order. Refuses an
-        upgrade that would strand stored objects, with the reason and the fix (exit 1)."""
+        """Upgrade to PROFILE from what --from describes: version changes, CRD changes, gates (Istio one minor at a time, the Istio/Knative/KServe tuple), and the order. Refuses an upgrade that would strand stored objects, with the reason and the fix (exit 1)."""
         from kubeforge.lifecycle import upgrade as up
 
         old = up.load_from(from_, mirror=mirror)

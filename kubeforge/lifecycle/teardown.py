@@ -31,6 +31,12 @@ PHASES = (CUSTOM_RESOURCES, WEBHOOKS, WORKLOADS, NAMESPACES)
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 ADMISSION = "admissionregistration.k8s.io/v1"
 CRD_API = "apiextensions.k8s.io/v1"
+# Found by label on the cluster in every workloads step: objects of an older render, or of a
+# component rendered only by Pulumi (Helm charts).
+LABELLED_WORKLOAD_KINDS = (
+    ("apiregistration.k8s.io/v1", "APIService"), ("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"),
+    ("apps/v1", "StatefulSet"), ("v1", "Service"), ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"))
 PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
 CUSTOM_RANK = kind_rank({"apiVersion": "example.com/v1", "kind": "Anything"})
 
@@ -60,9 +66,12 @@ class Step:
     # custom-resources: every instance of these (apiVersion, kind) on the cluster, too
     all_instances_of: list[tuple[str, str]] = field(default_factory=list)
     note: str = ""
+    by_label: bool = False         # not rendered here: find the objects on the cluster by label
 
     def describe(self) -> list[str]:
         lines = [str(r) for r in self.objects]
+        if self.by_label:
+            lines.append(f"everything of this phase labelled {LABEL_COMPONENT}={self.component} on the cluster")
         for api, kind in self.all_instances_of:
             lines.append(f"every {kind} ({api}) on the cluster")
         return lines
@@ -93,11 +102,16 @@ def crd_kinds(crd: dict) -> list[tuple[str, str]]:
     return [(f"{spec['group']}/{storage}", spec["names"]["kind"])]
 
 
-def plan_teardown(rendered: Any, keep_crds: bool = False) -> TeardownPlan:
-    """The ordered steps for a rendered platform (no cluster needed)."""
+def plan_teardown(rendered: Any, keep_crds: bool = False, unrendered: list[str] | tuple = ()) -> TeardownPlan:
+    """The ordered steps for a rendered platform (no cluster needed). Components in `unrendered`
+    (Helm charts without `helm`) get the same phases, resolved on the cluster by label."""
     steps: list[Step] = [Step("*", LEFTOVERS, note="namespaces kept by `kubeforge verify --keep-on-failure`")]
     crd_steps: list[Ref] = []
     for name in reversed(teardown_component_order(rendered.plan)):
+        if name in unrendered:
+            note = "Helm chart not rendered here: found on the cluster by label"
+            steps += [Step(name, phase, note=note, by_label=True) for phase in PHASES]
+            continue
         objs = rendered.components[name].objects
         crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
         crs = [o for o in objs if is_custom_resource(o)]
@@ -114,8 +128,10 @@ def plan_teardown(rendered: Any, keep_crds: bool = False) -> TeardownPlan:
         crd_steps.extend(Ref.of(o) for o in crds)
     if not keep_crds:
         steps.append(Step("*", CRDS, crd_steps, note="last: nothing that uses them is left"))
+        steps += [Step(n, CRDS, note="Helm chart not rendered here: found on the cluster by label", by_label=True)
+                  for n in reversed(teardown_component_order(rendered.plan)) if n in unrendered]
     return TeardownPlan(rendered.plan.profile.name, [s for s in steps if s.objects or s.all_instances_of
-                                                       or s.phase in (LEFTOVERS,)], keep_crds)
+                                                       or s.by_label or s.phase == LEFTOVERS], keep_crds)
 
 
 def teardown_component_order(plan: Any) -> list[str]:
@@ -199,8 +215,18 @@ class Executor:
 
             refs = [Ref.of(o) for o in self.cluster.list("v1", "Namespace", label_selector=f"{VERIFY_LABEL}=true")]
         elif step.phase == CUSTOM_RESOURCES:
-            for api, kind in step.all_instances_of:
-                refs += [Ref.of(o) for o in self.cluster.list(api, kind)]
+            kinds = list(step.all_instances_of)
+            if step.by_label:
+                kinds += [k for c in self.cluster.list(CRD_API, "CustomResourceDefinition",
+                                                       label_selector=self._selector(step.component))
+                          for k in crd_kinds(c)]
+            for api, kind in kinds:
+                refs += [Ref.of(dict(o, apiVersion=api, kind=kind)) for o in self.cluster.list(api, kind)]
+        elif step.phase in (NAMESPACES, CRDS) and step.by_label:
+            api, kind = ("v1", "Namespace") if step.phase == NAMESPACES else (CRD_API, "CustomResourceDefinition")
+            refs += [Ref.of(dict(o, apiVersion=api, kind=kind))
+                     for o in self.cluster.list(api, kind, label_selector=self._selector(step.component))
+                     if o["metadata"]["name"] not in PROTECTED_NAMESPACES]
         elif step.phase == WEBHOOKS:
             objs = self.rendered.components[step.component].objects
             live = [dict(o, kind=k, apiVersion=ADMISSION) for k in WEBHOOK_KINDS
@@ -209,14 +235,16 @@ class Executor:
         elif step.phase == WORKLOADS:
             # Objects labelled for the component that this render no longer has (an older version).
             known = set(refs)
-            for api, kind in (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("apps/v1", "StatefulSet"),
-                              ("apiregistration.k8s.io/v1", "APIService")):
-                sel = f"{LABEL_PART_OF}={PART_OF},{LABEL_COMPONENT}={step.component}"
-                for o in self.cluster.list(api, kind, label_selector=sel):
+            for api, kind in LABELLED_WORKLOAD_KINDS:
+                for o in self.cluster.list(api, kind, label_selector=self._selector(step.component)):
                     r = Ref.of(dict(o, apiVersion=api, kind=kind))
                     if r not in known:
                         refs.insert(0 if kind == "APIService" else len(refs), r)
         return list(dict.fromkeys(refs))
+
+    @staticmethod
+    def _selector(component: str) -> str:
+        return f"{LABEL_PART_OF}={PART_OF},{LABEL_COMPONENT}={component}"
 
     def _uids(self, component: str) -> set[str]:
         uids = set()

@@ -329,11 +329,12 @@ def analyze(old: Side, new: Side, stored: dict[str, list[str]] | None = None,
         old_crds = _crds_of(old, name, live_crds)
         new_crds = {o["metadata"]["name"]: o for o in (new.objects or {}).get(name, [])
                     if o.get("kind") == "CustomResourceDefinition"}
-        if old_crds is None and new_crds and cc.change != "added":
-            warnings.append(f"{name}: the old CRDs are unknown (a lock without objects and no cluster), "
-                            "so CRD changes are not checked; run against the cluster to check them")
-            old_crds = {}
-        for crd in sorted(set(old_crds or {}) | set(new_crds)):
+        if old_crds is None:
+            if new_crds and cc.change not in ("added", "same"):
+                warnings.append(f"{name}: the old CRDs are unknown (a lock without objects and no cluster), "
+                                "so CRD changes are not checked; run against the cluster to check them")
+            old_crds = new_crds if cc.change == "same" else ({} if cc.change == "added" else None)
+        for crd in sorted(set(old_crds or {}) | set(new_crds)) if old_crds is not None else []:
             ch = diff_crd((old_crds or {}).get(crd), new_crds.get(crd),
                           (stored or {}).get(crd) if stored and crd in stored else None)
             if ch.new or ch.removed or ch.versions_added or ch.versions_removed or ch.fields_removed \

@@ -176,9 +176,17 @@ def pod_selectors(objs: list[dict]) -> list[tuple[str, str]]:
     return out
 
 
-def derive(component: str, objs: list[dict]) -> list[Check]:
-    """The readiness checks of one component, from its rendered objects (none when nothing to check)."""
+def derive(component: str, objs: list[dict], health: dict | None = None) -> list[Check]:
+    """The readiness checks of one component, from its rendered objects (none when nothing to check).
+
+    health (component.yaml `health`: deployments ["ns/name"], crds [names]) stands in for the
+    objects of a component that could not be rendered here (a Helm chart without `helm`).
+    """
     out = []
+    if not objs and health:
+        objs = [{"kind": "CustomResourceDefinition", "metadata": {"name": n}} for n in health.get("crds") or []]
+        objs += [{"kind": "Deployment", "metadata": {"namespace": d.split("/", 1)[0], "name": d.split("/", 1)[1]}}
+                 for d in health.get("deployments") or [] if "/" in d]
 
     def add(short: str, fn: Any, description: str, timeout: float = 300.0) -> None:
         out.append(Check(name=f"{component}/{short}", component=component, kind=READINESS, fn=fn,

@@ -20,13 +20,14 @@ def prepare(profile_name: str, *, only: list[str] | None = None, inventory: str 
             mirror: str | None = None, overrides: dict | None = None) -> tuple[Any, Any, list]:
     """(plan, rendered, checks) offline: everything verify needs before it touches a cluster."""
     from kubeforge import api
+    from kubeforge.lifecycle.rendered import render_available
     from kubeforge.verify.checks import collect, select
 
     if inventory and not Path(inventory).exists():
         raise KubeforgeError("the inventory does not exist", file=inventory, field="--inventory",
                              fix="pass the path of an Ansible inventory (e.g. inventory/onprem/hosts.yml)")
     plan = api.plan(api.load_profile(profile_name, overrides))
-    rendered = api.render(plan, mirror=mirror)
+    rendered, _helm_only = render_available(plan, mirror=mirror)
     checks = select(collect(plan, rendered, inventory), only)
     return plan, rendered, checks
 
