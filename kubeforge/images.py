@@ -327,7 +327,7 @@ def _text(data: dict, key: str, fmt: str, ctx: _Ctx) -> None:
         return
     try:
         doc = _load(text, fmt)
-    except Exception:   # noqa: BLE001 - not the format we know: not ours to judge
+    except Exception:   # not the format we know: not ours to judge
         return
     sub = _Ctx(ctx.fn, ctx.write)
     (_istio_values if fmt == "istio-values" else _scan)(doc, sub)
@@ -340,7 +340,7 @@ def _text(data: dict, key: str, fmt: str, ctx: _Ctx) -> None:
         new_text = _replace_text(text, sub.changes)
         try:
             same = _load(new_text, fmt) == doc
-        except Exception:   # noqa: BLE001
+        except Exception:
             same = False
         data[key] = new_text if same else _dump(doc, fmt)
 
