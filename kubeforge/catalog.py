@@ -15,7 +15,7 @@ from kubeforge.paths import components_dir
 
 _KEYS = {"name", "version", "description", "namespaces", "requires", "after", "provides",
          "conflicts", "requiresWhen", "kubernetes", "compat", "gpu", "sources", "values", "health",
-         "helm", "notes"}
+         "helm", "notes", "valuesFromProfile"}
 _SOURCE_KINDS = ("manifest", "kustomize", "helm")
 
 
@@ -44,7 +44,8 @@ def _source(raw: dict[str, Any], comp: dict[str, Any], repos: dict[str, Any],
         raise KubeforgeError(f"each source needs an id and a kind in {_SOURCE_KINDS}", file=file,
                              field=where, fix="see docs/internals.md for the source fields")
     if kind == "helm":
-        return Source(id=sid, kind=kind, chart=raw.get("chart", ""), version=str(raw.get("version", "")),
+        version = str(raw.get("version", "")).format(version=comp["version"])
+        return Source(id=sid, kind=kind, chart=raw.get("chart", ""), version=version,
                       repo_url=raw.get("repo_url", ""), sha256=raw.get("sha256") or "",
                       when=raw.get("when") or {})
     repo_ref = raw.get("repo")

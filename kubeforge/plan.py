@@ -35,6 +35,22 @@ def _validate_values(comp: Component, values: dict[str, Any], file: str) -> None
         raise KubeforgeError(e.message, file=file, field=field, fix=fix)
 
 
+def _from_profile(comp: Component, profile: Profile, given: dict[str, Any], file: str) -> dict[str, Any]:
+    """Values a component takes from the profile's global settings (`valuesFromProfile`), so one
+    fact such as the MIG strategy is set once, in the profile."""
+    out: dict[str, Any] = {}
+    for key, dotted in (comp.raw.get("valuesFromProfile") or {}).items():
+        node: Any = profile
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        if key in given and given[key] != node:
+            raise KubeforgeError(f"{key}={given[key]!r} contradicts {dotted}={node!r}", file=file,
+                                 field=f"components.{comp.name}.values.{key}",
+                                 fix=f"drop it: {comp.name} takes {key} from {dotted}")
+        out[key] = node
+    return out
+
+
 def make_plan(profile: Profile, catalog: dict[str, Component] | None = None) -> Plan:
     from kubeforge.catalog import load_catalog
 
@@ -53,7 +69,7 @@ def make_plan(profile: Profile, catalog: dict[str, Component] | None = None) -> 
         comp = catalog[name]
         given = profile.components[name].values
         _validate_values(comp, given, file)
-        values[name] = deep_merge(comp.defaults, given)
+        values[name] = deep_merge(deep_merge(comp.defaults, _from_profile(comp, profile, given, file)), given)
 
     # Hard requirements: static plus value-dependent, all must be enabled.
     deps: dict[str, list[str]] = {}

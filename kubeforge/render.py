@@ -22,7 +22,8 @@ from kubeforge.model import Plan, PlannedComponent, Rendered, RenderedComponent,
 from kubeforge.ordering import apply_order
 
 # Code whose change must invalidate cached renders.
-_CODE = ("render.py", "transforms.py", "images.py", "kustomize.py", "ordering.py")
+_CODE = ("render.py", "transforms.py", "images.py", "kustomize.py", "ordering.py",
+         "gpu/sharing.py", "gpu/mig.py", "gpu/manifests.py", "gpu/parsers.py")
 
 
 @dataclass
@@ -71,6 +72,8 @@ def cache_key(plan: Plan, pc: PlannedComponent, code_hash: str) -> str:
         "code": code_hash,
         "component": pc.component.raw,
         "values": pc.values,
+        # generate.py may read other components' values (the device plugin reads gpu-sharing's).
+        "plan_values": {n: p.values for n, p in plan.components.items()},
         "sources": [(s.id, s.sha256) for s in selected_sources(pc)],
         "generate": hashlib.sha256(gen.read_bytes()).hexdigest() if gen else None,
         "profile": prof.model_dump(mode="json", exclude={"components", "files", "name", "description",
@@ -78,6 +81,14 @@ def cache_key(plan: Plan, pc: PlannedComponent, code_hash: str) -> str:
         "enabled": sorted(plan.components),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _build_key(s: Source) -> str:
+    from kubeforge.kustomize import kustomize_bin
+
+    exe = kustomize_bin()
+    material = f"{s.sha256} {s.path} {exe.stat().st_size} {exe.stat().st_mtime_ns}"
+    return hashlib.sha256(material.encode()).hexdigest()
 
 
 def _cache_dir() -> Path:
@@ -108,12 +119,14 @@ def _render_component(plan: Plan, pc: PlannedComponent, upstream: list[dict[str,
         objs += module.generate(ctx)
     if module is not None and hasattr(module, "transform"):
         objs = module.transform(objs, ctx)
-    objs = transforms.ensure_namespaces(objs, comp.namespaces)
+    cfile = f"components/{comp.name}/component.yaml"
+    objs = transforms.ensure_namespaces(objs, comp.namespaces, file=cfile)
     if comp.gpu:
-        objs = transforms.gpu_scheduling(objs, prof.gpu.tolerations, prof.gpu.nodeSelector)
+        objs = transforms.gpu_scheduling(objs, prof.gpu.tolerations, prof.gpu.nodeSelector,
+                                         file=prof.source_file)
     if prof.registry:
-        objs = transforms.rewrite_registry(objs, prof.registry)
-    objs = transforms.common_labels(objs, pc.name, pc.version)
+        objs = transforms.rewrite_registry(objs, prof.registry, file=prof.source_file)
+    objs = transforms.common_labels(objs, pc.name, pc.version, file=cfile)
     return apply_order(objs)
 
 
@@ -153,13 +166,32 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
 
         wanted = [s for pc in misses for s in selected_sources(pc) if s.kind != "helm"]
         paths = sources.sync(wanted, mirror=mirror)
-        kdirs = [paths[s.id] for s in wanted if s.kind == "kustomize"]
-        built = dict(zip(kdirs, kustomize.build_many(kdirs), strict=True)) if kdirs else {}
+        # Kustomize output depends only on the pinned tree and the build path: cache it apart from
+        # the rendered component, so another profile or changed values reuse it.
+        built: dict[str, list[dict]] = {}
+        to_build = []
+        for s in wanted:
+            if s.kind != "kustomize":
+                continue
+            bpath = cdir / "kustomize" / f"{_build_key(s)}.pickle"
+            if use_cache and bpath.exists():
+                try:
+                    built[s.id] = pickle.loads(bpath.read_bytes())
+                    continue
+                except Exception:
+                    pass
+            to_build.append((s, bpath))
+        if to_build:
+            outputs = kustomize.build_many([paths[s.id] for s, _ in to_build])
+            for (s, bpath), objs in zip(to_build, outputs, strict=True):
+                built[s.id] = objs
+                if use_cache:
+                    _write_atomic(bpath, pickle.dumps(objs, protocol=5))
         for pc in misses:
             upstream: list[dict] = []
             for s in selected_sources(pc):
                 if s.kind == "kustomize":
-                    upstream += built[paths[s.id]]
+                    upstream += built[s.id]  # fresh objects: each source belongs to one component
                 elif s.kind == "manifest":
                     upstream += _load_manifest(paths[s.id])
             objs = _render_component(plan, pc, upstream)
