@@ -14,7 +14,7 @@ from kubeforge.sources import sync
 
 @pytest.fixture
 def trees(cache, mirror_dir):
-    srcs = [kustomize_source(mirror_dir, sid, *TREES[sid]) for sid in ("katib", "cert-manager", "istio-crds")]
+    srcs = [kustomize_source(mirror_dir, sid, *TREES[sid]) for sid in ("katib", "argo-workflows", "istio-crds")]
     return sync(srcs, mirror_dir)
 
 
@@ -35,7 +35,7 @@ def test_build_returns_the_objects(trees):
 
 
 def test_build_many_matches_builds_one_by_one_in_order(trees):
-    dirs = [trees["cert-manager"], trees["katib"], trees["istio-crds"]]
+    dirs = [trees["argo-workflows"], trees["katib"], trees["istio-crds"]]
     assert kustomize.build_many(dirs) == [kustomize.build(d) for d in dirs]
 
 
@@ -57,7 +57,7 @@ def test_broken_kustomization_gives_a_clear_error(trees, tmp_path):
     assert "kustomize build failed" in e.value.message and "no-such-file.yaml" in e.value.message
     assert e.value.fix
     with pytest.raises(KubeforgeError) as e:
-        kustomize.build_many([trees["cert-manager"], broken])
+        kustomize.build_many([trees["istio-crds"], broken])
     assert e.value.file == str(kfile)
 
 
