@@ -24,12 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubeforge import schemas
+from kubeforge import paths, schemas
 from kubeforge.errors import KubeforgeError
 from kubeforge.model import LABEL_COMPONENT
 
 ERROR, WARNING = "error", "warning"
-ALLOWLIST_FILE = Path(__file__).resolve().parents[1] / "components" / "_allowlist.yaml"
 
 # kubectl's client-side apply stores the whole object in the last-applied-configuration
 # annotation, and all annotations of an object together may hold at most 256 KiB.
@@ -242,8 +241,12 @@ def parse_allowlist(data: Any, file: str = "components/_allowlist.yaml") -> list
 _ALLOWLIST_CACHE: dict[tuple[str, float], list[AllowEntry]] = {}
 
 
-def load_allowlist(path: str | Path = ALLOWLIST_FILE) -> list[AllowEntry]:
-    path = Path(path)
+def allowlist_file() -> Path:
+    return paths.components_dir() / "_allowlist.yaml"
+
+
+def load_allowlist(path: str | Path | None = None) -> list[AllowEntry]:
+    path = Path(path) if path is not None else allowlist_file()
     if not path.exists():
         return []
     key = (str(path), path.stat().st_mtime)
