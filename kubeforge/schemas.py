@@ -320,6 +320,8 @@ def crd_jsonschema(schema: dict, root: bool = True) -> dict:
 
     if schema.get("x-kubernetes-int-or-string"):
         out["type"] = ["integer", "string", "null"]
+        if all(set(alt) == {"type"} for alt in schema.get("anyOf", ())):
+            out.pop("anyOf", None)      # the usual [{type: integer}, {type: string}]: said once
     elif isinstance(schema.get("type"), str):
         out["type"] = [schema["type"], "null"]
     if "enum" in out and None not in out["enum"]:
