@@ -257,13 +257,13 @@ def load_from(ref: str, mirror: str | None = None) -> Side:
     """--from: a render directory (kubeforge render -o DIR), a lock file (component: version), or a profile."""
     p = Path(ref)
     if p.is_dir():
-        import yaml
+        from kubeforge.yamlio import load_all
 
         files = sorted(p.glob("*.yaml"))
         if not files:
             raise KubeforgeError("the directory holds no rendered YAML", file=ref, field="--from",
                                  fix="pass the output directory of `kubeforge render -o DIR` of the old release")
-        objs = [d for f in files for d in yaml.safe_load_all(f.read_text()) if isinstance(d, dict)]
+        objs = [d for f in files for d in load_all(f.read_text()) if isinstance(d, dict)]
         side = side_from_objects(objs, ref)
         if not side.versions:
             raise KubeforgeError("no object in it carries the kubeforge.io/component labels", file=ref,
