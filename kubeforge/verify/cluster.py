@@ -187,7 +187,15 @@ def connect(kubeconfig: str | None = None, timeout: float = 10.0) -> Cluster:
     server = api.configuration.host
     try:
         client.VersionApi(api).get_code(_request_timeout=timeout)
-    except Exception as exc:
+    except client.exceptions.ApiException as exc:
+        if exc.status in (401, 403):
+            raise KubeforgeError(f"the cluster at {server} rejected the credentials ({exc.status} {exc.reason})",
+                                 file=str(path), field="users",
+                                 fix="refresh the kubeconfig's credentials (kubectl get ns must work)") from None
+        raise KubeforgeError(f"the cluster at {server} answered {exc.status} {exc.reason} to /version",
+                             file=str(path), field="server",
+                             fix="point the kubeconfig at the Kubernetes API server") from None
+    except Exception as exc:  # urllib3 connection errors, timeouts, TLS failures
         reason = getattr(exc, "reason", None) or exc.__class__.__name__
         raise KubeforgeError(
             f"the cluster at {server} is not reachable ({reason})", file=str(path), field="server",

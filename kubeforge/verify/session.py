@@ -32,6 +32,18 @@ def prepare(profile_name: str, *, only: list[str] | None = None, inventory: str 
     return plan, rendered, checks
 
 
+def pytest_args(junit: str | None = None) -> list[str]:
+    """pytest over the shipped suite only: no project ini (-c devnull), no terminal output (the
+    progress view is ours), JUnit XML when asked."""
+    import os
+
+    args = [str(SUITE_DIR), "-c", os.devnull, "--rootdir", str(SUITE_DIR), "-p", "no:cacheprovider",
+            "-p", "no:terminal", "-o", "junit_family=xunit2", "-o", "junit_suite_name=kubeforge-verify"]
+    if junit:
+        args.append(f"--junitxml={junit}")
+    return args
+
+
 def verify(profile_name: str, *, kubeconfig: str | None = None, inventory: str | None = None,
            junit: str | None = None, json_out: str | None = None, keep_on_failure: bool = False,
            only: list[str] | None = None, workers: int = 4, mirror: str | None = None,
@@ -57,12 +69,8 @@ def verify(profile_name: str, *, kubeconfig: str | None = None, inventory: str |
 
     view = Progress(checks, live=progress and sys.stdout.isatty())
     scheduler = Scheduler(checks, make_ctx, workers=workers, on_change=view.update)
-    args = [str(SUITE_DIR), "-p", "no:cacheprovider", "-p", "no:terminal", "-q",
-            "-o", "junit_family=xunit2", "-o", "junit_suite_name=kubeforge-verify"]
-    if junit:
-        args.append(f"--junitxml={junit}")
     with view:
-        rc = pytest.main(args, plugins=[VerifyPlugin(scheduler)])
+        rc = pytest.main(pytest_args(junit), plugins=[VerifyPlugin(scheduler)])
     results = [scheduler.results[n] for n in scheduler.order]
     out = summary(results)
     out["profile"] = plan.profile.name
