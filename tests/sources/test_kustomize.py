@@ -39,6 +39,31 @@ def test_build_many_matches_builds_one_by_one_in_order(trees):
     assert kustomize.build_many(dirs) == [kustomize.build(d) for d in dirs]
 
 
+def test_json_route_gives_the_objects_of_kubectl_kustomize(trees):
+    """build() goes through kubectl's JSON printer; the objects equal `kubectl kustomize` parsed as YAML."""
+    for d in (trees["katib"], trees["argo-workflows"]):
+        out = subprocess.run([str(kustomize.kustomize_bin()), "kustomize", str(d)], capture_output=True,
+                             check=True).stdout
+        assert kustomize.build(d) == kustomize.parse(out)
+
+
+def test_parse_json_stream():
+    assert kustomize.parse_json_stream(b'{"a": 1}\n{\n "b": [2]\n}\n\n') == [{"a": 1}, {"b": [2]}]
+    assert kustomize.parse_json_stream("") == []
+
+
+def test_empty_kustomization_builds_to_nothing(tmp_path):
+    (tmp_path / "kustomization.yaml").write_text("resources: []\n")
+    assert kustomize.build(tmp_path) == []
+
+
+def test_a_broken_kubeconfig_does_not_matter(trees, tmp_path, monkeypatch):
+    bad = tmp_path / "kubeconfig"
+    bad.write_text("garbage: [\n")
+    monkeypatch.setenv("KUBECONFIG", str(bad))
+    assert kustomize.build(trees["katib"])
+
+
 def test_parse_keeps_dates_as_strings():
     assert kustomize.parse("a: 2024-01-01\nb: '1'\n---\n---\nc: 3\n") == [{"a": "2024-01-01", "b": "1"}, {"c": 3}]
 
