@@ -64,7 +64,6 @@ def verify(profile_name: str, *, kubeconfig: str | None = None, inventory: str |
         objs = rendered.components[chk.component].objects if chk.component in rendered.components else []
         ctx = CheckContext(cluster=cluster, plan=plan, component=chk.component, objects=objs,
                            timeout=chk.timeout, keep_on_failure=keep_on_failure, cancel=cancel)
-        ctx.inventory = inventory
         return ctx
 
     view = Progress(checks, live=progress and sys.stdout.isatty())

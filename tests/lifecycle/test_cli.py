@@ -129,7 +129,7 @@ class _EmptyApiServer(BaseHTTPRequestHandler):
     cannot reach. It answers discovery and empty lists, which is all 'not installed' needs."""
 
     RESOURCES = {
-        "/api/v1": ("v1", [("namespaces", "Namespace", False)]),
+        "/api/v1": ("v1", [("namespaces", "Namespace", False), ("pods", "Pod", True)]),
         "/apis/apps/v1": ("apps/v1", [("deployments", "Deployment", True), ("daemonsets", "DaemonSet", True)]),
         "/apis/apiextensions.k8s.io/v1": ("apiextensions.k8s.io/v1",
                                           [("customresourcedefinitions", "CustomResourceDefinition", False)]),
@@ -156,23 +156,69 @@ class _EmptyApiServer(BaseHTTPRequestHandler):
             body = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": [
                 {"name": n, "singularName": "", "namespaced": ns, "kind": k, "verbs": ["get", "list"]}
                 for n, k, ns in res]}
+        elif path == "/api/v1/namespaces" and self.server.installed:
+            body = {"kind": "NamespaceList", "apiVersion": "v1", "metadata": {}, "items": [
+                {"metadata": {"name": "kubeflow", "labels": {
+                    "app.kubernetes.io/part-of": "kubeforge", "kubeforge.io/component": "kubeflow-namespace",
+                    "pod-security.kubernetes.io/enforce": "baseline"}}}]}
         else:
             body = {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []}
+        self._send(200, body)
+
+    def do_POST(self):  # noqa: N802
+        """A pod create (verify's dry-run Pod Security probe): rejected as PSA does, or admitted."""
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.server.psa_rejects:
+            self._send(403, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+                             "code": 403, "message": 'pods "kubeforge-psa-probe" is forbidden: violates '
+                             'PodSecurity "baseline:latest": privileged'})
+        else:
+            self._send(201, {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "kubeforge-psa-probe"}})
+
+    def _send(self, code, body):
         data = json.dumps(body).encode()
-        self.send_response(200)
+        self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
 
+def _serve(tmp_path, installed=False, psa_rejects=True):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyApiServer)
+    server.installed, server.psa_rejects = installed, psa_rejects
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, _kubeconfig(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
+
+
 @pytest.fixture
 def empty_api(tmp_path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyApiServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield _kubeconfig(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
+    server, kubeconfig = _serve(tmp_path)
+    yield kubeconfig
     server.shutdown()
+
+
+@pytest.mark.parametrize("psa_rejects, rc, status", [(True, 0, "passed"), (False, 1, "failed")])
+def test_verify_end_to_end_on_an_api_stand_in(run, tmp_path, psa_rejects, rc, status):
+    """The whole verify path (render, checks, connect, installed, scheduler, pytest, JUnit, JSON,
+    exit code) with one real check, against a stand-in API server: the cluster boundary."""
+    server, kubeconfig = _serve(tmp_path, installed=True, psa_rejects=psa_rejects)
+    out, junit = tmp_path / "verify.json", tmp_path / "junit.xml"
+    try:
+        got, _, err = run("verify", "-p", "training", "--kubeconfig", str(kubeconfig),
+                          "--check", "kubeflow-namespace/pod-security", "--json", str(out), "--junit", str(junit))
+    finally:
+        server.shutdown()
+    summary = json.loads(out.read_text())
+    assert got == rc, err
+    assert [(r["name"], r["status"]) for r in summary["results"]] == [("kubeflow-namespace/pod-security", status)]
+    assert summary["ok"] is (rc == 0) and summary["cluster"].startswith("http://127.0.0.1:")
+    assert 'testcase classname="test_conformance" name="test_check[kubeflow-namespace/pod-security]"' in \
+        junit.read_text()
+    if rc:
+        assert summary["failures"] == ["kubeflow-namespace/pod-security"]
+        assert "namespace kubeflow (enforce=baseline): a privileged pod was admitted" in summary["results"][0]["message"]
+        assert "1 check(s) failed: kubeflow-namespace/pod-security" in err
 
 
 def test_profile_not_installed_exits_2_on_an_empty_api_stand_in(run, empty_api):
