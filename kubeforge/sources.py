@@ -115,10 +115,15 @@ class BlobStore:
         p.unlink(missing_ok=True)
         return False
 
+    def get(self, sha: str) -> Path | None:
+        """The blob's path if it is present and verifies now (lazy re-verification), else None."""
+        return self.path(sha) if self.valid(sha) else None
+
     def put(self, sha: str, chunks: Iterable[bytes]) -> Path:
         """Store the stream under `sha`; raises HashMismatch (nothing stored) if it hashes otherwise."""
         final = self.path(sha)
         final.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(final.parent, sha)
         tmp = final.parent / f".{sha}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             h = hashlib.sha256()
@@ -139,6 +144,18 @@ class BlobStore:
         # No fsync of the directory: a rename lost in a crash only loses the blob (refetched later);
         # the file fsync above is what guarantees a name never points at unwritten data.
         return final
+
+
+def _remove_orphans(directory: Path, sha: str) -> None:
+    """Delete temp files of `sha` whose writer process is gone (a killed fetch); never a live one."""
+    for tmp in directory.glob(f".{sha}.*.tmp"):
+        try:
+            pid = int(tmp.name.split(".")[2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, IndexError, PermissionError):
+            pass
 
 
 # --------------------------------------------------------------------------- where files come from
@@ -552,15 +569,20 @@ def _check_references(entries: list[_Entry], index: dict, store: BlobStore) -> N
             kpath = _find_kustomization(files, d)
             if kpath is None:
                 continue        # not a kustomization we fetched: kustomize reports it at build time
-            for entry in _entries_of(_kustomization(store, files[kpath][0])):
+            doc = _kustomization(store, files[kpath][0])
+            for ref in _file_refs(doc):
+                local = _repo_join(d, ref)
+                if not (local.startswith("..") or local in files or _is_dir(files, local)):
+                    raise _not_fetched(e, _tree_rel(key, kpath), ref, key, local)
+            for entry in _entries_of(doc):
                 if not is_remote(entry):
                     local = _repo_join(d, entry)
                     if local.startswith("..") or local in files:
                         continue    # outside the repository (kustomize reports it), or a fetched file
                     if _find_kustomization(files, local):
                         stack.append((key, local))
-                    elif not any(p.startswith(local + "/") for p in files):
-                        raise _not_fetched(e.source, _tree_rel(key, kpath), entry, _tree_rel(key, local))
+                    elif not _is_dir(files, local):
+                        raise _not_fetched(e, _tree_rel(key, kpath), entry, key, local)
                     continue
                 target = parse_github(entry)
                 if target and _find_kustomization(index.get(target[0], {}), target[1]):
@@ -569,12 +591,59 @@ def _check_references(entries: list[_Entry], index: dict, store: BlobStore) -> N
                 raise _unresolved(e.source, _tree_rel(key, kpath), entry, target)
 
 
-def _not_fetched(source: Source, kfile: str, entry: str, target: str) -> KubeforgeError:
-    return KubeforgeError(
-        f"{entry} (reached from source {source.id!r}) is not among the fetched files: {target}",
-        file=kfile, field="resources",
-        fix=f"widen the root of source {source.id!r} to cover it, or declare a source whose root covers it "
-            "(then relock)")
+def _is_dir(files: dict, path: str) -> bool:
+    prefix = path + "/"
+    return any(p.startswith(prefix) for p in files)
+
+
+def _file_refs(doc: dict | None) -> list[str]:
+    """Local files a kustomization reads besides resources/components: patches, generators' files,
+    configurations, crds, replacements, openapi, and transformer/generator/validator configs."""
+    if not doc:
+        return []
+    out: list[str] = []
+
+    def add(x) -> None:
+        if isinstance(x, str) and x and "\n" not in x:     # inline YAML patches/configs are not files
+            out.append(x)
+
+    for f in ("patchesStrategicMerge", "configurations", "crds", "transformers", "generators", "validators"):
+        for x in _as_list(doc.get(f)):
+            add(x)
+    for f in ("patches", "patchesJson6902", "replacements"):
+        for x in _as_list(doc.get(f)):
+            if isinstance(x, dict):
+                add(x.get("path"))
+    for f in ("configMapGenerator", "secretGenerator"):
+        for g in _as_list(doc.get(f)):
+            if isinstance(g, dict):
+                for x in _as_list(g.get("files")):
+                    add(x.split("=", 1)[1] if isinstance(x, str) and "=" in x else x)
+                for x in _as_list(g.get("envs")):
+                    add(x)
+                add(g.get("env"))
+    if isinstance(doc.get("openapi"), dict):
+        add(doc["openapi"].get("path"))
+    return out
+
+
+def _as_list(x) -> list:
+    return x if isinstance(x, list) else []
+
+
+def _not_fetched(e: _Entry, kfile: str, ref: str, key: tuple[str, str, str], local: str) -> KubeforgeError:
+    sid = e.source.id
+    root = _repo_join(e.source.root, ".")
+    inside = key == e.key and (root == "." or local.startswith(root + "/"))
+    if inside:
+        fix = (f"it is inside the root of source {sid!r} but not in its lock: the mirror lacks the upstream "
+               f"file {_tree_rel(key, local)}; add it to the mirror and relock, or build a path that does "
+               "not need it")
+    else:
+        fix = (f"widen the root of source {sid!r} to cover it, or declare a source whose root covers it "
+               "(then relock)")
+    return KubeforgeError(f"{ref} (reached from source {sid!r}) is not among the fetched files: "
+                          f"{_tree_rel(key, local)}", file=kfile, field="resources", fix=fix)
 
 
 def _unresolved(source: Source, kfile: str, url: str, target) -> KubeforgeError:

@@ -142,3 +142,15 @@ def test_local_reference_outside_the_fetched_roots_is_named(cache, mirror_dir):
     result = sync([istio, oauth], mirror_dir)
     assert any(o["kind"] == "Deployment" and o["metadata"]["name"] == "istiod"
                for o in kustomize.build(result["istio-install"]))
+
+
+def test_a_file_the_mirror_lacks_is_named_at_sync_time(cache, mirror_dir):
+    """common/oauth2-proxy/base generates a ConfigMap from oauth2_proxy.cfg, which the mirror does not hold."""
+    from mirror_trees import KUBEFLOW
+
+    src = kustomize_source(mirror_dir, "oauth2-proxy-base", KUBEFLOW, "common/oauth2-proxy", "base")
+    with pytest.raises(KubeforgeError) as e:
+        sync([src], mirror_dir)
+    assert e.value.file == "github/kubeflow/manifests/26.03/common/oauth2-proxy/base/kustomization.yaml"
+    assert "oauth2_proxy.cfg" in e.value.message and "mirror lacks" in e.value.fix
+    assert not (cache / "tree").exists()

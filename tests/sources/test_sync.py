@@ -190,6 +190,7 @@ def test_process_killed_mid_write_leaves_no_valid_blob(cache, mirror_dir):
     result = sync([src], mirror_dir)
     assert file_sha256(result["workflows-crd"]) == src.sha256
     assert store.valid(src.sha256)
+    assert not tmp[0].exists()                    # the dead writer's leftover was swept
 
 
 def test_corrupted_blob_is_detected_and_refetched(cache, mirror_dir, tmp_path):
