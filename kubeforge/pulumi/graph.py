@@ -18,7 +18,6 @@ the caBundle, so nothing after them calls a webhook with no trusted certificate.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,8 +231,9 @@ def build_graph(rendered: Rendered, *, charts: dict[str, list[HelmChart]] | None
     for name, rc in rendered.components.items():
         keys = components.setdefault(name, [])
         for src in rc.objects:
-            obj = copy.deepcopy(src)
-            obj.pop("status", None)
+            # Only metadata.annotations is changed: copy that level, share the rest (CRDs are big).
+            obj = {k: v for k, v in src.items() if k != "status"}
+            obj["metadata"] = dict(src.get("metadata") or {})
             await_annotations(obj, await_load_balancers)
             key = object_key(obj)
             if key in nodes:
@@ -246,7 +246,7 @@ def build_graph(rendered: Rendered, *, charts: dict[str, list[HelmChart]] | None
             nodes[key] = Node(key, name, obj)
             keys.append(key)
         charts[name] = (given_charts or {}).get(name, []) if given_charts is not None \
-            else helm_charts(plan.components[name])
+            else helm_charts(plan.components[name], plan)
 
     idx = _Index(nodes)
     deps_of = {n: list(pc.depends_on) for n, pc in plan.components.items()}
@@ -287,8 +287,12 @@ def build_graph(rendered: Rendered, *, charts: dict[str, list[HelmChart]] | None
             sa = _pod_spec(o).get("serviceAccountName")
             if sa and (ns or "", sa) in idx.accounts:
                 deps.append(idx.accounts[(ns or "", sa)])
+        # Objects of components this one depends on are ordered through those components' gates
+        # already (see platform.deploy): keep only the edges the DAG does not imply.
+        upstream = set(closure[node.component])
         seen: set[str] = set()
-        node.deps = [d for d in deps if d != node.key and not (d in seen or seen.add(d))]
+        node.deps = [d for d in deps if d != node.key and nodes[d].component not in upstream
+                     and not (d in seen or seen.add(d))]
 
     return Graph(nodes=nodes, components=components, charts=charts, component_deps=deps_of,
                  waves=[list(w) for w in plan.waves],
@@ -310,19 +314,24 @@ def _closure(deps: dict[str, list[str]]) -> dict[str, list[str]]:
     return out
 
 
-def helm_charts(pc: Any) -> list[HelmChart]:
-    """The Helm sources of a planned component whose `when` matches its values."""
-    from kubeforge.render import selected_sources
+def helm_charts(pc: Any, plan: Any = None) -> list[HelmChart]:
+    """The Helm sources of a planned component whose `when` matches its values.
 
-    out = []
-    for src in selected_sources(pc):
-        if src.kind != "helm":
-            continue
-        namespace = next(iter(pc.component.namespaces), "default")
-        out.append(HelmChart(component=pc.name, chart=src.chart, version=src.version,
-                             repo_url=src.repo_url, namespace=namespace,
-                             values=dict(pc.values.get("chart") or pc.values.get("helmValues") or {})))
-    return out
+    Chart values come from the component's generate.py `chart_values(ctx)` when it has one (the
+    values the profile implies, e.g. the GPU Operator's MIG strategy), else its `chart` value."""
+    from kubeforge.render import Context, _load_generate, selected_sources
+
+    srcs = [s for s in selected_sources(pc) if s.kind == "helm"]
+    if not srcs:
+        return []
+    module = _load_generate(pc)
+    if module is not None and hasattr(module, "chart_values") and plan is not None:
+        values = module.chart_values(Context(profile=plan.profile, plan=plan, component=pc, values=pc.values))
+    else:
+        values = dict(pc.values.get("chart") or {})
+    namespace = next(iter(pc.component.namespaces), "default")
+    return [HelmChart(component=pc.name, chart=s.chart, version=s.version, repo_url=s.repo_url,
+                      namespace=namespace, values=values) for s in srcs]
 
 
 def without_helm(plan: Any) -> Any:
@@ -345,7 +354,7 @@ def stack_graph(plan: Any, settings: Any, *, file: str, mirror: str | None = Non
     from kubeforge import api
     from kubeforge.pulumi.settings import apply_replicas
 
-    charts = {name: helm_charts(pc) for name, pc in plan.components.items()}
+    charts = {name: helm_charts(pc, plan) for name, pc in plan.components.items()}
     rendered = api.render(without_helm(plan), mirror=mirror or settings.mirror or plan.profile.mirror)
     apply_replicas([o for rc in rendered.components.values() for o in rc.objects], settings.replicas, file=file)
     return build_graph(rendered, charts=charts, await_load_balancers=settings.await_load_balancers)

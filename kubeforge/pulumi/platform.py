@@ -72,32 +72,35 @@ class Deployment:
     components: dict[str, PlatformComponent]
     objects: dict[str, KubernetesObject]
     charts: dict[str, list[pulumi.Resource]]
+    gates: dict[str, pulumi.Resource]
     ingress: KubernetesObject | None
 
 
-def _topological(graph: Graph) -> list[str]:
-    """Object keys, dependencies first (plan order, then apply order, otherwise)."""
+def _topological(graph: Graph, keys: list[str]) -> list[str]:
+    """`keys` (one component's objects, apply order) reordered so dependencies come first."""
+    mine = set(keys)
     order: list[str] = []
     state: dict[str, int] = {}
-    for comp in graph.components.values():
-        for key in comp:
-            stack = [(key, iter(graph.nodes[key].deps))]
-            if key in state:
-                continue
-            state[key] = 1
-            while stack:
-                cur, it = stack[-1]
-                nxt = next(it, None)
-                if nxt is None:
-                    stack.pop()
-                    state[cur] = 2
-                    order.append(cur)
-                elif state.get(nxt) == 1:
-                    raise KubeforgeError(f"dependency cycle through {cur} and {nxt}",
-                                         fix="report this: the object graph must be acyclic")
-                elif nxt not in state:
-                    state[nxt] = 1
-                    stack.append((nxt, iter(graph.nodes[nxt].deps)))
+    for key in keys:
+        if key in state:
+            continue
+        state[key] = 1
+        stack = [(key, iter(graph.nodes[key].deps))]
+        while stack:
+            cur, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                state[cur] = 2
+                order.append(cur)
+            elif nxt not in mine:
+                continue          # another component's object: created before, or an error below
+            elif state.get(nxt) == 1:
+                raise KubeforgeError(f"dependency cycle through {cur} and {nxt}",
+                                     fix="report this: the object graph must be acyclic")
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(graph.nodes[nxt].deps)))
     return order
 
 
@@ -114,49 +117,61 @@ def _chart(chart: HelmChart, provider: k8s.Provider, opts: pulumi.ResourceOption
 
 
 def deploy(graph: Graph, provider: k8s.Provider) -> Deployment:
-    comps: dict[str, PlatformComponent] = {}
-    for name in graph.components:
-        comps[name] = PlatformComponent(
-            name, graph.versions[name], _wave(graph, name),
-            pulumi.ResourceOptions(depends_on=[comps[d] for d in graph.component_deps[name]]))
+    """Register the graph: per component in plan order, its objects (dependencies first), its Helm
+    charts, then its readiness gate.
 
-    # Helm charts first in each component's own order: they depend on the component's plain
-    # objects that do not need the chart (its Namespace, ConfigMaps), created below.
+    The gate (pulumi:index:Stash: kept in the state by the engine itself, nothing in the cluster)
+    depends on every object and chart of its component, and everything of a dependent component
+    depends on the gates of the components it needs. That is the plan's DAG with one edge per
+    dependent object instead of one per (dependent, object) pair, and `destroy` still removes
+    dependents before anything they need."""
+    comps: dict[str, PlatformComponent] = {}
+    gates: dict[str, pulumi.Resource] = {}
     objects: dict[str, KubernetesObject] = {}
     charts: dict[str, list[pulumi.Resource]] = {}
-    pending_charts = {n: cs for n, cs in graph.charts.items() if cs}
     ingress = None
-    for key in _topological(graph):
-        node = graph.nodes[key]
-        for dep_comp in node.chart_deps:
-            _ensure_charts(dep_comp, graph, comps, objects, charts, pending_charts, provider)
-        deps: list[pulumi.Resource] = [comps[d] for d in graph.component_deps[node.component]]
-        deps += [objects[d] for d in node.deps]
-        for c in node.chart_deps:
-            deps += charts[c]
-        md = node.obj.get("metadata", {})
-        is_ingress = node.kind == "Service" and (md.get("namespace"), md.get("name")) == INGRESS_SERVICE
-        res = KubernetesObject(
-            node.obj,
-            pulumi.ResourceOptions(parent=comps[node.component], provider=provider, depends_on=deps),
-            outputs=("status",) if is_ingress else ())
-        objects[key] = res
-        if is_ingress:
-            ingress = res
-    for name in list(pending_charts):
-        _ensure_charts(name, graph, comps, objects, charts, pending_charts, provider)
-    return Deployment(graph, comps, objects, charts, ingress)
+    for name, keys in graph.components.items():
+        upstream = [gates[d] for d in graph.component_deps[name]]
+        comp = PlatformComponent(name, graph.versions[name], _wave(graph, name),
+                                 pulumi.ResourceOptions(depends_on=upstream))
+        comps[name] = comp
+        for key in _topological(graph, keys):
+            node = graph.nodes[key]
+            missing = [d for d in node.deps if d not in objects and graph.nodes[d].component != name]
+            if missing:
+                other = graph.nodes[missing[0]].component
+                raise KubeforgeError(
+                    f"{key} ({name}) must come after {missing[0]} of {other}, but {name} does not "
+                    f"depend on {other}", file=f"components/{name}/component.yaml", field="after",
+                    fix=f"add {other} to `after:` (or `requires:`) of {name}")
+            for c in node.chart_deps:
+                if c == name and c not in charts:
+                    charts[c] = _charts(graph, name, comp, objects, upstream, provider)
+            deps: list[pulumi.Resource] = upstream + [objects[d] for d in node.deps]
+            for c in node.chart_deps:
+                deps += charts[c]
+            md = node.obj.get("metadata", {})
+            is_ingress = node.kind == "Service" and (md.get("namespace"), md.get("name")) == INGRESS_SERVICE
+            res = KubernetesObject(node.obj, pulumi.ResourceOptions(parent=comp, provider=provider,
+                                                                    depends_on=deps),
+                                   outputs=("status",) if is_ingress else ())
+            objects[key] = res
+            if is_ingress:
+                ingress = res
+        if name not in charts:
+            charts[name] = _charts(graph, name, comp, objects, upstream, provider)
+        members = [objects[k] for k in keys] + charts[name]
+        gates[name] = pulumi.Stash(f"{name}-ready", input={"component": name, "version": graph.versions[name]},
+                                   opts=pulumi.ResourceOptions(parent=comp, depends_on=members))
+    return Deployment(graph, comps, objects, charts, gates, ingress)
 
 
-def _ensure_charts(name, graph, comps, objects, charts, pending, provider) -> None:
-    if name not in pending:
-        charts.setdefault(name, [])
-        return
-    own = [objects[k] for k in graph.components[name]
-           if k in objects and name not in graph.nodes[k].chart_deps]
-    deps = [comps[d] for d in graph.component_deps[name]] + own
-    charts[name] = [_chart(c, provider, pulumi.ResourceOptions(parent=comps[name], depends_on=deps))
-                    for c in pending.pop(name)]
+def _charts(graph: Graph, name: str, comp: PlatformComponent, objects: dict[str, KubernetesObject],
+            upstream: list[pulumi.Resource], provider: k8s.Provider) -> list[pulumi.Resource]:
+    """The component's Helm charts, after its objects created so far (its Namespace, ConfigMaps)."""
+    own = [objects[k] for k in graph.components[name] if k in objects]
+    return [_chart(c, provider, pulumi.ResourceOptions(parent=comp, depends_on=upstream + own))
+            for c in graph.charts.get(name, [])]
 
 
 def _wave(graph: Graph, name: str) -> int:

@@ -34,6 +34,7 @@ class Registration:
     name: str
     parent: str
     provider: str
+    providers: dict[str, str]        # remote components (Helm charts) get their provider here
     custom: bool
     remote: bool
     inputs: dict[str, Any]
@@ -49,6 +50,7 @@ class RunResult:
     outputs: dict[str, Any]                      # stack outputs (resolved)
     secret_outputs: set[str] = field(default_factory=set)
     invokes: list[str] = field(default_factory=list)
+    urns: list[str] = field(default_factory=list)
 
     def of_type(self, prefix: str) -> list[Registration]:
         return [r for r in self.registrations.values() if r.type.startswith(prefix)]
@@ -72,7 +74,12 @@ class _Mocks(mocks.Mocks):
             if name not in self.stack_outputs:
                 raise UnmockedInvoke(f"stack reference {name!r} has no mocked outputs")
             return name, {"name": name, "outputs": self.stack_outputs[name], "secretOutputNames": []}
-        # Objects echo their inputs as outputs, as a real apply does for the fields we set.
+        if args.typ == "pulumi:index:Stash":
+            return f"{args.name}-id", {"input": args.inputs.get("input"), "output": args.inputs.get("input")}
+        # Kubernetes objects report no outputs: the program reads none but an ingress Service's
+        # status (unknown before a real apply), and echoing every CRD back would only cost time.
+        if args.typ.startswith("kubernetes:"):
+            return f"{args.name}-id", {}
         return f"{args.name}-id", dict(args.inputs)
 
     def call(self, args: mocks.MockCallArgs):
@@ -87,16 +94,18 @@ class RecordingMonitor(mocks.MockMonitor):
     def __init__(self, m: _Mocks):
         super().__init__(m)
         self.records: dict[str, Registration] = {}
+        self.urns: list[str] = []        # every registration's URN, duplicates included
         self.errors: list[BaseException] = []
 
     def _record(self, request, urn: str, *, custom: bool, remote: bool, deps: list[str]) -> None:
         raw = _struct_to_dict(request.object) if hasattr(request, "object") else _struct_to_dict(request.properties)
         secret_paths = [k for k, v in raw.items() if isinstance(v, dict) and v.get(SIG_KEY) == SECRET_SIG]
-        inputs = pulumi.runtime.rpc.deserialize_properties(
-            request.object if hasattr(request, "object") else request.properties)
+        inputs = _unwrap(raw)
+        self.urns.append(urn)
         self.records[urn] = Registration(
             urn=urn, type=request.type, name=request.name, parent=request.parent,
-            provider=request.provider, custom=custom, remote=remote, inputs=_plain(inputs),
+            provider=request.provider, providers=dict(getattr(request, "providers", {}) or {}), custom=custom,
+            remote=remote, inputs=inputs,
             secret_paths=secret_paths, dependencies=list(deps),
             additional_secret_outputs=list(getattr(request, "additionalSecretOutputs", []) or []))
 
@@ -119,6 +128,17 @@ class RecordingMonitor(mocks.MockMonitor):
         except UnmockedInvoke as exc:
             self.errors.append(exc)
             raise
+
+
+def _unwrap(value: Any) -> Any:
+    """Wire form -> plain data: secrets become their value (recorded in secret_paths)."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return _unwrap(value.get("value"))
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -154,4 +174,4 @@ def run(program: Callable[[], Any], *, config: dict[str, Any] | None = None,
         if _sync_await(out.is_secret()):
             secret.add(name)
     return RunResult(registrations=dict(monitor.records), outputs=outputs, secret_outputs=secret,
-                     invokes=list(m.called))
+                     invokes=list(m.called), urns=list(monitor.urns))
