@@ -38,6 +38,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from kubeforge.errors import KubeforgeError
@@ -52,7 +53,7 @@ ENV_MIRROR = "KUBEFORGE_MIRROR"
 _FORMAT = "kubeforge-sources/1"
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _CHUNK = 1 << 20
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEXDIGITS = frozenset("0123456789abcdef")
 LOCK_FIX = "run `python -m kubeforge.lockfile --mirror MIRROR` and review the diff"
 
 
@@ -248,6 +249,10 @@ def _tree_rel(key: tuple[str, str, str], path: str) -> str:
     return f"github/{owner}/{name}/{ref}/{path}" if path not in ("", ".") else f"github/{owner}/{name}/{ref}"
 
 
+def _is_sha256(x: object) -> bool:
+    return isinstance(x, str) and len(x) == 64 and _HEXDIGITS.issuperset(x)
+
+
 def _safe_rel(path: str) -> bool:
     return bool(path) and not path.startswith("/") and "\\" not in path and \
         ".." not in path.split("/") and "\0" not in path
@@ -278,7 +283,7 @@ def _check(sources: list[Source]) -> list[_Entry]:
         if s.repo is None:
             raise KubeforgeError(f"source {s.id!r} names no repository", field=f"{where}.repo",
                                  fix="set repo: (a key of components/_repos.yaml or an inline owner/name/ref)")
-        if not _HEX64.match(s.sha256 or ""):
+        if not _is_sha256(s.sha256):
             raise KubeforgeError(f"source {s.id!r} has no valid sha256 pin ({s.sha256!r})", field=f"{where}.sha256",
                                  fix=LOCK_FIX)
         key = (s.repo.owner.lower(), s.repo.name.lower(), s.repo.ref)
@@ -303,7 +308,7 @@ def _check(sources: list[Source]) -> list[_Entry]:
                     f"the pin says {s.sha256}", field=f"{where}.sha256", fix=LOCK_FIX)
             files = []
             for rel, sha in s.files:
-                if not _safe_rel(rel) or not _HEX64.match(sha):
+                if not _safe_rel(rel) or not _is_sha256(sha):
                     raise KubeforgeError(f"source {s.id!r}: bad entry in sources.lock: {rel!r} {sha!r}",
                                          field=f"{where}.files", fix=LOCK_FIX)
                 files.append((_repo_join(s.root, rel), sha))
@@ -449,25 +454,33 @@ def _fetch(entries: list[_Entry], store: BlobStore, origin: _Origin, jobs: int |
 
 # --------------------------------------------------------------------------- remote references
 
-# kustomize's GitHub remote forms: [git::][https://|ssh://][git@]github.com[/:]owner/repo[.git][/ or //path][?ref=X]
-_GITHUB = re.compile(
-    r"^(?:git::)?(?:(?:https?|ssh|git)://)?(?:git@)?github\.com[/:]"
-    r"(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+?)(?:\.git)?(?://?(?P<path>[^?]*))?(?:\?(?P<query>.*))?$")
-_REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*::|[a-z][a-z0-9+.-]*://|git@|(?:github|gitlab|bitbucket)\.(?:com|org)/)",
-                     re.I)
+@cache
+def _rx() -> dict[str, re.Pattern]:
+    """Compiled on first use: importing this module stays cheap for the CLI."""
+    return {
+        # kustomize's GitHub forms: [git::][https://|ssh://][git@]github.com[/:]owner/repo[.git][/ or //path][?ref=X]
+        "github": re.compile(
+            r"^(?:git::)?(?:(?:https?|ssh|git)://)?(?:git@)?github\.com[/:]"
+            r"(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+?)(?:\.git)?(?://?(?P<path>[^?]*))?(?:\?(?P<query>.*))?$"),
+        "remote": re.compile(
+            r"^(?:[a-z][a-z0-9+.-]*::|[a-z][a-z0-9+.-]*://|git@|(?:github|gitlab|bitbucket)\.(?:com|org)/)", re.I),
+        # one plain list item: "- value  # comment", value optionally quoted
+        "item": re.compile(r"^(?P<lead>\s*-\s+)(?P<q>['\"]?)(?P<val>[^'\"#\s]+)(?P=q)(?P<tail>[ \t]*(?:#.*)?)$"),
+    }
+
+
 _FIELDS = ("resources", "components", "bases")
-_ITEM = re.compile(r"^(?P<lead>\s*-\s+)(?P<q>['\"]?)(?P<val>[^'\"#\s]+)(?P=q)(?P<tail>[ \t]*(?:#.*)?)$")
 
 
 def is_remote(entry: str) -> bool:
-    return bool(_REMOTE.match(entry))
+    return bool(_rx()["remote"].match(entry))
 
 
 def parse_github(url: str) -> tuple[tuple[str, str, str], str] | None:
     """((owner, repo, ref), path) of a pinned GitHub remote reference, else None."""
     from urllib.parse import parse_qs
 
-    m = _GITHUB.match(url)
+    m = _rx()["github"].match(url)
     if not m or "/releases/download/" in url:
         return None
     q = parse_qs(m["query"] or "")
@@ -536,7 +549,7 @@ def _rewrite_text(raw: bytes, mapping: dict[str, str], doc: dict) -> bytes:
     done = set()
     for i, line in enumerate(lines):
         body = line.rstrip("\r\n")
-        m = _ITEM.match(body)
+        m = _rx()["item"].match(body)
         if m and m["val"] in mapping:
             done.add(m["val"])
             lines[i] = f"{m['lead']}{m['q']}{mapping[m['val']]}{m['q']}{m['tail']}{line[len(body):]}"
@@ -656,7 +669,7 @@ def _unresolved(source: Source, kfile: str, url: str, target) -> KubeforgeError:
         why = "is a GitHub release asset, not a repository file a mirror holds"
         fix = ("build from a kubeforge overlay that replaces it with a declared manifest source, "
                "or choose a build path that does not use it")
-    elif _GITHUB.match(url):
+    elif _rx()["github"].match(url):
         why = "has no ?ref= pin"
         fix = "reference a pinned ref (?ref=<tag>) from a kubeforge overlay, with a declared source for it"
     else:
