@@ -324,11 +324,7 @@ class Executor:
                     if o["metadata"].get("finalizers"):
                         self.cluster.patch(api, kind, o["metadata"]["name"], md["name"],
                                            {"metadata": {"finalizers": None}})
-            from kubernetes import client
-
-            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": md["name"]},
-                    "spec": {"finalizers": []}}
-            client.CoreV1Api(self.cluster.api).replace_namespace_finalize(md["name"], body)
+            self.cluster.finalize_namespace(md["name"])
 
 
 def report(results: list[StepResult]) -> dict[str, Any]:

@@ -101,7 +101,11 @@ class Cluster:
             kw["label_selector"] = label_selector
         if res.namespaced and namespace:
             kw["namespace"] = namespace
-        return [i for i in res.get(**kw).to_dict().get("items", [])]
+        items = res.get(**kw).to_dict().get("items", [])
+        for item in items:  # list responses leave kind/apiVersion off their items
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return items
 
     def create(self, obj: dict, namespace: str | None = None, dry_run: bool = False) -> dict:
         res = self._require(obj)
@@ -147,6 +151,11 @@ class Cluster:
                              content_type="application/merge-patch+json").to_dict()
         except NotFoundError:
             return None
+
+    def finalize_namespace(self, name: str) -> None:
+        """Empty a terminating namespace's spec.finalizers (the finalize subresource)."""
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {"finalizers": []}}
+        self._dyn.request("put", f"/api/v1/namespaces/{name}/finalize", body=body)
 
     def pod_logs(self, name: str, namespace: str, container: str | None = None) -> str:
         from kubernetes import client

@@ -1,0 +1,162 @@
+"""Teardown execution over an in-memory stand-in for the API server (the cluster boundary this
+machine cannot reach), loaded with the real rendered objects of the training profile. It models
+what teardown relies on: deletion blocked by finalizers, the namespace controller, label lists."""
+from __future__ import annotations
+
+import copy
+
+from kubeforge.lifecycle import teardown as td
+
+
+class InMemoryCluster:
+    """Stand-in for the API server: objects by identity, finalizers block deletion."""
+
+    def __init__(self, objects):
+        self.store = {}
+        for o in objects:
+            self.put(o)
+        self.deleted: list[str] = []   # deletion requests, in order
+
+    @staticmethod
+    def key(api, kind, name, ns):
+        return (api, kind, ns or None, name)
+
+    def put(self, o):
+        o = copy.deepcopy(o)
+        md = o["metadata"]
+        md.setdefault("uid", f"uid-{o['kind']}-{md['name']}")
+        self.store[self.key(o["apiVersion"], o["kind"], md["name"], md.get("namespace"))] = o
+
+    def get(self, api, kind, name, namespace=None):
+        o = self.store.get(self.key(api, kind, name, namespace))
+        return copy.deepcopy(o) if o else None
+
+    def list(self, api, kind, namespace=None, label_selector=None):
+        want = dict(kv.split("=", 1) for kv in label_selector.split(",")) if label_selector else {}
+        out = []
+        for (a, k, ns, _), o in self.store.items():
+            labels = o["metadata"].get("labels") or {}
+            if a == api and k == kind and (namespace is None or ns == namespace) and \
+                    all(labels.get(x) == v for x, v in want.items()):
+                out.append(copy.deepcopy(o))
+        return out
+
+    def delete(self, api, kind, name, namespace=None, propagation="Background"):
+        k = self.key(api, kind, name, namespace)
+        if k not in self.store:
+            return False
+        self.deleted.append(f"{kind} {name}")
+        o = self.store[k]
+        o["metadata"]["deletionTimestamp"] = "now"
+        self._settle(k)
+        return True
+
+    def _settle(self, k):
+        o = self.store.get(k)
+        if o is None or "deletionTimestamp" not in o["metadata"] or o["metadata"].get("finalizers"):
+            return
+        if o["kind"] == "Namespace":
+            name = o["metadata"]["name"]
+            inside = [kk for kk in self.store if kk[2] == name]
+            for kk in inside:  # the namespace controller deletes what it holds
+                self.store[kk]["metadata"]["deletionTimestamp"] = "now"
+                self._settle(kk)
+            if any(kk[2] == name for kk in self.store):
+                return
+        del self.store[k]
+
+    def patch(self, api, kind, name, namespace, body):
+        k = self.key(api, kind, name, namespace)
+        if k not in self.store:
+            return None
+        if body.get("metadata", {}).get("finalizers", "keep") is None:
+            self.store[k]["metadata"].pop("finalizers", None)
+        self._settle(k)
+        for kk in list(self.store):  # a namespace may now finish
+            if kk[1] == "Namespace":
+                self._settle(kk)
+        return self.get(api, kind, name, namespace)
+
+    def served_kinds(self):
+        return sorted({(a, k, ns is not None) for (a, k, ns, _) in self.store})
+
+    def finalize_namespace(self, name):
+        self._settle(("v1", "Namespace", None, name))
+
+
+def _platform(training):
+    objs = [o for rc in training.components.values() for o in rc.objects]
+    experiment = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
+                  "metadata": {"name": "mnist", "namespace": "kubeflow",
+                               "finalizers": ["update-prometheus-metrics"]}}
+    return InMemoryCluster(objs + [experiment])
+
+
+def test_teardown_stops_at_a_stuck_custom_resource_and_names_its_finalizer(training):
+    cluster = _platform(training)
+    ex = td.Executor(cluster, training, wait_s=0.01, echo=lambda s: None)
+    results = ex.run(td.plan_teardown(training))
+    last = results[-1]
+    assert (last.component, last.phase) == ("katib", td.CUSTOM_RESOURCES)
+    assert [(s.object, s.finalizers) for s in last.stuck] == [
+        ("Experiment kubeflow/mnist", ["update-prometheus-metrics"])]
+    # Katib's controller was left running, so it can still finish the Experiment's finalizer.
+    assert cluster.get("apps/v1", "Deployment", "katib-controller", "kubeflow") is not None
+    assert not td.report(results)["ok"]
+
+
+def test_force_finalizers_finishes_and_deletes_crds_last(training):
+    cluster = _platform(training)
+    ex = td.Executor(cluster, training, force_finalizers=True, wait_s=0.01, echo=lambda s: None)
+    results = ex.run(td.plan_teardown(training))
+    assert td.report(results)["ok"], td.report(results)["stuck"]
+    assert any("Experiment kubeflow/mnist" in r.forced for r in results)
+    kinds = [d.split()[0] for d in cluster.deleted]
+    first_crd = kinds.index("CustomResourceDefinition")
+    assert set(kinds[first_crd:]) == {"CustomResourceDefinition"}, "CRDs go last"
+    order = cluster.deleted.index
+    assert order("Experiment mnist") < order("ValidatingWebhookConfiguration katib.kubeflow.org") < \
+        order("Deployment katib-controller") < order("Namespace kubeflow")
+    rendered = {td.Ref.of(o) for rc in training.components.values() for o in rc.objects}
+    left = [k for k in cluster.store if td.Ref(k[0], k[1], k[3], k[2]) in rendered]
+    assert left == []
+
+
+def test_keep_crds_leaves_them(training):
+    cluster = _platform(training)
+    cluster.store = {k: o for k, o in cluster.store.items() if o["kind"] != "Experiment"}
+    results = td.Executor(cluster, training, wait_s=0.01, echo=lambda s: None).run(
+        td.plan_teardown(training, keep_crds=True))
+    assert td.report(results)["ok"]
+    assert {k[1] for k in cluster.store} == {"CustomResourceDefinition"}
+
+
+def test_runtime_webhook_and_verify_leftovers_are_removed(training):
+    cluster = _platform(training)
+    svc = next(o for o in training.components["katib"].objects if o["kind"] == "Service")
+    cluster.put({"apiVersion": td.ADMISSION, "kind": "MutatingWebhookConfiguration",
+                 "metadata": {"name": "katib-created-at-runtime"},
+                 "webhooks": [{"name": "x.katib", "clientConfig": {"service": {
+                     "namespace": svc["metadata"]["namespace"], "name": svc["metadata"]["name"]}}}]})
+    cluster.put({"apiVersion": "v1", "kind": "Namespace",
+                 "metadata": {"name": "kf-verify-katib-abc123", "labels": {"kubeforge.io/verify": "true"}}})
+    td.Executor(cluster, training, force_finalizers=True, wait_s=0.01, echo=lambda s: None).run(
+        td.plan_teardown(training))
+    assert "MutatingWebhookConfiguration katib-created-at-runtime" in cluster.deleted
+    assert cluster.deleted[0] == "Namespace kf-verify-katib-abc123"
+    runtime = cluster.deleted.index("MutatingWebhookConfiguration katib-created-at-runtime")
+    assert runtime < cluster.deleted.index("Service " + svc["metadata"]["name"])
+
+
+def test_installer_is_told_by_the_field_manager(training):
+    """Pulumi's provider applies server-side as field manager pulumi-kubernetes-<id>; kubectl
+    apply --server-side as kubectl. Teardown and upgrade print the Pulumi follow-up on that."""
+    from kubeforge.lifecycle.apply import detect_installer, installer
+
+    dep = next(o for o in training.components["katib"].objects if o["kind"] == "Deployment")
+    by_pulumi = copy.deepcopy(dep)
+    by_pulumi["metadata"]["managedFields"] = [{"manager": "pulumi-kubernetes-c4bd2b40", "operation": "Apply"}]
+    by_kubectl = copy.deepcopy(dep)
+    by_kubectl["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Apply"}]
+    assert installer(by_pulumi) == "pulumi" and installer(by_kubectl) == "kubectl"
+    assert detect_installer(InMemoryCluster([by_pulumi]), training) == "pulumi"
