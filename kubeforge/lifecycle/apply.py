@@ -43,7 +43,7 @@ def apply_upgrade(cluster: Any, rendered: Any, changed: list[str], echo: Any = p
         objs = apply_order([o for n in names for o in rendered.components[n].objects])
         crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
         crs = [o for o in objs if kind_rank(o) == CUSTOM_RANK]
-        rest = [o for o in objs if o not in crds and o not in crs]
+        rest = [o for o in objs if o["kind"] != "CustomResourceDefinition" and kind_rank(o) != CUSTOM_RANK]
         for o in crds:
             cluster.apply(o)
         try:

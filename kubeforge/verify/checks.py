@@ -89,26 +89,25 @@ def component_checks(plan: Any, name: str, readiness_names: list[str]) -> list[C
 
 
 def collect(plan: Any, rendered: Any, inventory: str | None = None) -> list[Check]:
-    """Every check the profile runs, in dependency order (plan order, readiness before function).
+    """Every check the profile runs, listed in plan order (readiness before function).
 
-    A component's checks come after all checks of the components it depends on; its functional
-    checks need its own readiness checks and those of its dependencies to pass.
+    Readiness checks of a component run after those of the components it depends on (so a
+    failure points at the lowest broken layer). Its functional checks need its own readiness and
+    its dependencies' readiness to pass; functional checks of different components are
+    independent of each other and run in parallel.
     """
     from kubeforge.verify import readiness
 
     checks: list[Check] = []
     by_component: dict[str, list[Check]] = {}
     for name, planned in plan.components.items():
-        dep_checks = [c.name for d in planned.depends_on for c in by_component.get(d, [])]
         dep_ready = [c.name for d in planned.depends_on for c in by_component.get(d, [])
                      if c.kind == READINESS]
         objs = rendered.components[name].objects if name in rendered.components else []
         ready = readiness.derive(name, objs, planned.component.health or {})
         for c in ready:
-            c.after = list(dep_checks)
+            c.after = list(dep_ready)
         fun = component_checks(plan, name, [c.name for c in ready] + dep_ready)
-        for c in fun:
-            c.after = list(dep_checks)
         by_component[name] = ready + fun
         checks.extend(ready + fun)
     if inventory:

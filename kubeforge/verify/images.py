@@ -20,20 +20,14 @@ CHECK_IMAGES = {
 }
 
 
-def _split_registry(ref: str) -> tuple[str, str]:
-    """('docker.io', 'library/busybox:1.37.0') from any image reference."""
-    first, _, rest = ref.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first, rest
-    return "docker.io", ref if rest else f"library/{ref}"
-
-
 def with_registry(ref: str, registry: str | None) -> str:
-    """The image pulled from `registry` instead of its own registry (path and tag kept)."""
+    """The image pulled from `registry` instead of its own: the same rule render applies to every
+    platform image (kubeforge.images.rewrite_ref), so one mirror serves both."""
     if not registry:
         return ref
-    _, path = _split_registry(ref)
-    return f"{registry.rstrip('/')}/{path}"
+    from kubeforge.images import rewrite_ref, validate_registry
+
+    return rewrite_ref(ref, validate_registry(registry))
 
 
 def check_image(key: str, registry: str | None) -> str:
