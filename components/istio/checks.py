@@ -15,12 +15,19 @@ def _has_proxy(pod: dict) -> bool:
 @check("sidecar-and-mtls", timeout=420)
 def sidecar_and_mtls(ctx):
     """Pods in an istio-injection=enabled namespace get a sidecar; with PeerAuthentication STRICT a
-    meshed client reaches the server over mTLS (client cert forwarded) and an unmeshed one is refused."""
+    meshed client reaches the server over mTLS (its SPIFFE identity forwarded, and admitted by an
+    AuthorizationPolicy on that identity) and a client without a sidecar is refused."""
     inject = {"sidecar.istio.io/inject": "true"}
     with ctx.namespace("istio-mesh", {"istio-injection": "enabled"}) as mesh, \
             ctx.namespace("istio-plain") as plain:
         ctx.create({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
                     "metadata": {"name": "default"}, "spec": {"mtls": {"mode": "STRICT"}}}, mesh)
+        # The Kubeflow Istio install denies everything mesh-wide (global-deny-all); allow callers
+        # from this namespace, which Istio can only tell through their mTLS identity.
+        ctx.create({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                    "metadata": {"name": "allow-same-namespace"},
+                    "spec": {"selector": {"matchLabels": {"app": "httpbin"}}, "action": "ALLOW",
+                             "rules": [{"from": [{"source": {"namespaces": [mesh]}}]}]}}, mesh)
         ctx.create(ctx.pod("httpbin", "httpbin", None, annotations=inject, restart="Always"), mesh)
         ctx.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "httpbin"},
                     "spec": {"selector": {"app": "httpbin"},
