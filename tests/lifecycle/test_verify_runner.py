@@ -91,7 +91,7 @@ def test_profile_skips_and_unexpected_errors_are_reported(plan):
               _c("x/boom", boom)]
     results = Scheduler(checks, _make_ctx(plan)).run_all()
     assert (results[0].status, results[0].message) == (SKIPPED, "the profile has no GPUs")
-    assert results[1].status == FAILED and results[1].message.startswith("KeyError at test_runner.py:")
+    assert results[1].status == FAILED and results[1].message.startswith("KeyError at test_verify_runner.py:")
     out = summary(results)
     assert out["ok"] is False and out["failures"] == ["x/boom"]
     assert out["counts"] == {"passed": 0, "failed": 1, "skipped": 1}

@@ -1,7 +1,7 @@
 """verify, teardown and upgrade against the cluster KUBECONFIG names (skipped, with the reason,
 when there is none). Written for a real cluster with the profile installed:
 
-    KUBECONFIG=~/.kube/config KUBEFORGE_LIVE_PROFILE=dev pytest tests/lifecycle/test_live.py -ra
+    KUBECONFIG=~/.kube/config KUBEFORGE_LIVE_PROFILE=dev pytest tests/lifecycle/test_lifecycle_live.py -ra
 
 Teardown deletes the platform, so it runs only with KUBEFORGE_LIVE_TEARDOWN=1, and last.
 """
