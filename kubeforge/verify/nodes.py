@@ -6,6 +6,10 @@ knows the nvidia runtime and the CDI spec exists.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 from kubeforge.errors import KubeforgeError
@@ -15,9 +19,21 @@ GPU_GROUP = "gpu_nodes"
 CONTAINERD_CONFIGS = ("/etc/containerd/config.toml", "/etc/containerd/conf.d/99-nvidia.toml")
 
 
+def _ansible_on_path() -> None:
+    """testinfra runs ansible's command-line tools; in a venv they sit beside its python, which
+    is not on PATH when kubeforge is called as .venv/bin/kubeforge."""
+    if shutil.which("ansible-inventory"):
+        return
+    bindir = str(Path(sys.executable).parent)
+    if (Path(bindir) / "ansible-inventory").exists():
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
 def inventory_hosts(inventory: str) -> tuple[list[str], set[str]]:
     """(all hosts, GPU hosts) from the inventory (ansible-inventory; nothing connects)."""
     from testinfra.utils.ansible_runner import AnsibleRunner
+
+    _ansible_on_path()
 
     try:
         runner = AnsibleRunner(inventory)
