@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
             "--from", help="What is installed now: a lock (kubeforge upgrade --write-lock), a render "
             "directory of the old release (kubeforge render -o DIR), or a profile.")],
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the analysis and order; touch nothing "
-                                              "(offline).")] = False,
+                                              "(offline unless --kubeconfig is given).")] = False,
         kubeconfig: KubeconfigOpt = None,
         write_lock: Annotated[str | None, typer.Option(
             "--write-lock", help="Also write the target's lock here, to pass as --from next time.")] = None,
@@ -184,7 +184,7 @@ def register(app: typer.Typer) -> None:
         new = up.side_from_rendered(new_rendered, f"profile {profile}")
         cluster = None
         stored = live_crds = None
-        if not dry_run:
+        if not dry_run or kubeconfig:  # a dry run reads stored versions when given a cluster
             from kubeforge.verify.cluster import connect, require_installed
 
             cluster = connect(kubeconfig)

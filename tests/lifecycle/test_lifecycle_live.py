@@ -57,7 +57,8 @@ def test_teardown_dry_run_resolves_live_objects(capsys):
 
 
 def test_upgrade_to_the_installed_profile_is_a_clean_no_op(capsys):
-    rc = main(["upgrade", "-p", PROFILE, "--from", PROFILE, "--json"])
+    rc = main(["upgrade", "-p", PROFILE, "--from", PROFILE, "--dry-run", "--json",
+               "--kubeconfig", os.environ["KUBECONFIG"]])
     data = json.loads(capsys.readouterr().out)
     assert rc == 0 and data["ok"] is True
     assert all(c["change"] == "same" for c in data["components"])
