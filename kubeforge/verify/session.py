@@ -66,7 +66,8 @@ def verify(profile_name: str, *, kubeconfig: str | None = None, inventory: str |
                            timeout=chk.timeout, keep_on_failure=keep_on_failure, cancel=cancel)
         return ctx
 
-    view = Progress(checks, live=progress and sys.stdout.isatty())
+    # With the JSON summary on stdout (progress=False), the per-check lines go to stderr.
+    view = Progress(checks, live=progress and sys.stdout.isatty(), stderr=not progress)
     scheduler = Scheduler(checks, make_ctx, workers=workers, on_change=view.update)
     with view:
         rc = pytest.main(pytest_args(junit), plugins=[VerifyPlugin(scheduler)])
@@ -74,7 +75,7 @@ def verify(profile_name: str, *, kubeconfig: str | None = None, inventory: str |
     out = summary(results)
     out["profile"] = plan.profile.name
     out["cluster"] = cluster.server
-    if rc not in (0, 1):  # pytest itself broke (internal error / interrupted), not a check
+    if rc not in (0, 1) and not (rc == 5 and not checks):  # pytest broke (internal error, interrupted)
         raise KubeforgeError(f"the pytest run ended with exit code {rc}", field="verify",
                              fix="rerun with the same arguments; report it if it persists")
     if json_out:
@@ -88,12 +89,12 @@ class Progress:
 
     STYLE = {"passed": "green", "failed": "red", "skipped": "yellow", "running": "cyan", "pending": "dim"}
 
-    def __init__(self, checks: list, live: bool):
+    def __init__(self, checks: list, live: bool, stderr: bool = False):
         from rich.console import Console
 
         self.checks = checks
         self.rows: dict[str, Any] = {}
-        self.console = Console(stderr=False)
+        self.console = Console(stderr=stderr)
         self.live = None
         self._lock = threading.Lock()
         if live:
