@@ -1,9 +1,10 @@
-"""GPU sharing conformance: time-slicing replicas show in the nodes' allocatable."""
+"""GPU sharing conformance: time-slicing / MPS replicas show in the nodes' allocatable."""
 from kubeforge.verify import check
-from kubeforge.verify.gpu import time_slicing_check, time_slicing_on
+from kubeforge.verify.gpu import sharing_check, sharing_on
 
 
-@check("time-slicing-replicas", timeout=300, when=time_slicing_on)
-def time_slicing_replicas(ctx):
-    """Each GPU node advertises gpu.replicas = the profile's replicas and allocatable = GPUs x replicas."""
-    return time_slicing_check(ctx)
+@check("replicas-in-allocatable", timeout=300, when=sharing_on)
+def replicas_in_allocatable(ctx):
+    """Each GPU node advertises gpu.replicas = the profile's replicas and allocatable = GPUs x replicas
+    (on nvidia.com/gpu, or nvidia.com/gpu.shared with renameByDefault)."""
+    return sharing_check(ctx)

@@ -20,11 +20,26 @@ def gpu_mode_on(plan: Any) -> bool | str:
     return True if mode != "none" else "the profile has no GPUs (gpu.mode: none)"
 
 
-def time_slicing_on(plan: Any) -> bool | str:
+def sharing_on(plan: Any) -> bool | str:
+    """Time-slicing or MPS replicas to check (MIG strategies advertise other resources)."""
     if plan.profile.gpu.mode == "none":
         return "the profile has no GPUs (gpu.mode: none)"
     strategy = plan.profile.gpu.sharing.strategy
-    return True if strategy == "time-slicing" else f"GPU sharing strategy is {strategy}, not time-slicing"
+    if strategy not in ("time-slicing", "mps"):
+        return f"GPU sharing strategy is {strategy}: no replicas to check"
+    if plan.profile.gpu.mig.strategy != "none":
+        return "with MIG the shared replicas are MIG resources, checked by the MIG layout"
+    return True
+
+
+def gpu_resource(plan: Any) -> str:
+    """The resource a pod asks for one GPU with: nvidia.com/gpu, or nvidia.com/gpu.shared when the
+    gpu-sharing component renames shared GPUs (renameByDefault)."""
+    pc = plan.components.get("gpu-sharing")
+    shared = plan.profile.gpu.sharing.strategy in ("time-slicing", "mps")
+    if pc is not None and shared and pc.values.get("renameByDefault"):
+        return GPU_RESOURCE + ".shared"
+    return GPU_RESOURCE
 
 
 def parse_nvidia_smi_list(text: str) -> list[str]:
@@ -32,11 +47,11 @@ def parse_nvidia_smi_list(text: str) -> list[str]:
     return [m.group(1).strip() for m in re.finditer(r"^GPU \d+: (.+?) \(UUID: ", text, re.M)]
 
 
-def gpu_nodes(nodes: list[dict]) -> dict[str, int]:
-    """node name -> allocatable nvidia.com/gpu, for nodes that offer any."""
+def gpu_nodes(nodes: list[dict], resource: str = GPU_RESOURCE) -> dict[str, int]:
+    """node name -> allocatable GPUs (of `resource`), for nodes that offer any."""
     out = {}
     for n in nodes:
-        alloc = ((n.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE)
+        alloc = ((n.get("status") or {}).get("allocatable") or {}).get(resource)
         if alloc and int(alloc) > 0:
             out[n["metadata"]["name"]] = int(alloc)
     return out
@@ -47,8 +62,8 @@ def missing_gfd_labels(node: dict) -> list[str]:
     return [label for label in GFD_LABELS if label not in labels]
 
 
-def time_slicing_problems(node: dict, replicas: int) -> list[str]:
-    """Time-slicing shows as gpu.replicas=N and allocatable = physical GPUs x N."""
+def sharing_problems(node: dict, replicas: int, resource: str = GPU_RESOURCE) -> list[str]:
+    """Time-slicing/MPS shows as gpu.replicas=N and allocatable = physical GPUs x N."""
     name = node["metadata"]["name"]
     labels = node["metadata"].get("labels") or {}
     got = labels.get("nvidia.com/gpu.replicas")
@@ -56,22 +71,24 @@ def time_slicing_problems(node: dict, replicas: int) -> list[str]:
     if got != str(replicas):
         out.append(f"node {name}: nvidia.com/gpu.replicas is {got!r}, want {replicas}")
     count = labels.get("nvidia.com/gpu.count")
-    alloc = ((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE, "0")
+    alloc = ((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")
     if count and int(alloc) != int(count) * replicas:
-        out.append(f"node {name}: allocatable {GPU_RESOURCE} is {alloc}, want {count} GPUs x {replicas}")
+        out.append(f"node {name}: allocatable {resource} is {alloc}, want {count} GPUs x {replicas}")
     return out
 
 
 # -- checks -------------------------------------------------------------------------------
 def allocatable_check(ctx: Any) -> str:
+    resource = gpu_resource(ctx.plan)
+
     def probe() -> dict[str, int]:
-        found = gpu_nodes(ctx.cluster.list("v1", "Node"))
+        found = gpu_nodes(ctx.cluster.list("v1", "Node"), resource)
         if not found:
             from kubeforge.verify.context import NotYet
 
-            raise NotYet(f"no node has allocatable {GPU_RESOURCE}")
+            raise NotYet(f"no node has allocatable {resource}")
         return found
-    found = ctx.wait(f"allocatable {GPU_RESOURCE}", probe, timeout=300)
+    found = ctx.wait(f"allocatable {resource}", probe, timeout=300)
     return ", ".join(f"{n}: {c}" for n, c in sorted(found.items()))
 
 
@@ -85,7 +102,7 @@ def _gpu_pod_extra(ctx: Any) -> dict:
 
 def gpu_pod_check(ctx: Any) -> str:
     """A pod that requests one GPU runs nvidia-smi, then a CUDA vectorAdd."""
-    limits = {"limits": {GPU_RESOURCE: "1"}}
+    limits = {"limits": {gpu_resource(ctx.plan): "1"}}
     with ctx.namespace("gpu") as ns:
         logs = ctx.run_pod(ns, "nvidia-smi", "cuda-base", ["nvidia-smi", "-L"],
                            resources=limits, extra=_gpu_pod_extra(ctx))
@@ -101,24 +118,25 @@ def gpu_pod_check(ctx: Any) -> str:
 
 def gfd_labels_check(ctx: Any) -> str:
     def problems() -> list[str]:
-        nodes = [n for n in ctx.cluster.list("v1", "Node") if n["metadata"]["name"] in
-                 gpu_nodes([n])]
+        resource = gpu_resource(ctx.plan)
+        nodes = [n for n in ctx.cluster.list("v1", "Node") if gpu_nodes([n], resource)]
         if not nodes:
-            return [f"no node has allocatable {GPU_RESOURCE}"]
+            return [f"no node has allocatable {resource}"]
         return [f"node {n['metadata']['name']} lacks {', '.join(missing_gfd_labels(n))}"
                 for n in nodes if missing_gfd_labels(n)]
     ctx.wait_clean("GPU Feature Discovery labels", problems, timeout=300)
     return "GFD labels present"
 
 
-def time_slicing_check(ctx: Any) -> str:
+def sharing_check(ctx: Any) -> str:
     replicas = ctx.profile.gpu.sharing.replicas
+    resource = gpu_resource(ctx.plan)
 
     def problems() -> list[str]:
         nodes = [n for n in ctx.cluster.list("v1", "Node")
                  if (n["metadata"].get("labels") or {}).get("nvidia.com/gpu.count")]
         if not nodes:
             return ["no node carries nvidia.com/gpu.count (GPU Feature Discovery)"]
-        return [p for n in nodes for p in time_slicing_problems(n, replicas)]
-    ctx.wait_clean("time-slicing replicas in allocatable", problems, timeout=300)
-    return f"{replicas} replicas per GPU"
+        return [p for n in nodes for p in sharing_problems(n, replicas, resource)]
+    ctx.wait_clean(f"{ctx.profile.gpu.sharing.strategy} replicas in allocatable", problems, timeout=300)
+    return f"{replicas} {resource} replicas per GPU"

@@ -247,16 +247,28 @@ def test_gfd_and_time_slicing_judgement():
     assert gpu.missing_gfd_labels(_gpu_node("1", {})) == list(gpu.GFD_LABELS)
     assert gpu.gpu_nodes([_gpu_node("8", {}), _gpu_node("0", {})]) == {"gpu-1": 8}
     shared = {"nvidia.com/gpu.count": "2", "nvidia.com/gpu.replicas": "4"}
-    assert gpu.time_slicing_problems(_gpu_node("8", shared), 4) == []
-    assert gpu.time_slicing_problems(_gpu_node("2", shared), 4) == [
+    assert gpu.sharing_problems(_gpu_node("8", shared), 4) == []
+    assert gpu.sharing_problems(_gpu_node("2", shared), 4) == [
         "node gpu-1: allocatable nvidia.com/gpu is 2, want 2 GPUs x 4"]
+    assert gpu.sharing_problems(_gpu_node("8", shared), 4, "nvidia.com/gpu.shared") == [
+        "node gpu-1: allocatable nvidia.com/gpu.shared is 0, want 2 GPUs x 4"]
+
+
+def test_gpu_resource_follows_the_sharing_settings():
+    plain = api.plan(api.load_profile("gpu-onprem"))
+    assert gpu.gpu_resource(plain) == "nvidia.com/gpu"
+    renamed = api.plan(api.load_profile("gpu-onprem", {
+        "gpu": {"sharing": {"strategy": "time-slicing", "replicas": 4}},
+        "components": {"gpu-sharing": {"values": {"renameByDefault": True}}}}))
+    assert gpu.gpu_resource(renamed) == "nvidia.com/gpu.shared"
+    assert gpu.sharing_on(renamed) is True
 
 
 def test_gpu_checks_skip_without_gpus():
     plan = api.plan(api.load_profile("base"))
     assert plan.profile.gpu.mode == "none"
     assert isinstance(gpu.gpu_mode_on(plan), str)
-    assert isinstance(gpu.time_slicing_on(plan), str)
+    assert isinstance(gpu.sharing_on(plan), str)
 
 
 def test_dcgm_metrics_service_found_in_rendered_objects(training):
