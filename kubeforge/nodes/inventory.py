@@ -105,7 +105,7 @@ def _yaml_load(path: Path):
 
 
 def find_hosts_file(path: Path) -> Path:
-    path = Path(path)
+    path = Path(path).absolute()   # ansible-runner runs elsewhere: relative paths would match no host
     if path.is_file():
         return path
     if path.is_dir():
@@ -210,9 +210,15 @@ def _type_problem(value: object, spec: dict) -> str | None:
     return None
 
 
-def check_inventory(path: Path, playbook: str, roles_dir: Path) -> NodeInventory:
-    """Load and check; raise KubeforgeError naming the first problem's file and key (all problems listed)."""
+def check_inventory(path: Path, playbook: str, roles_dir: Path, extravars: dict | None = None) -> NodeInventory:
+    """Load and check; raise KubeforgeError naming the first problem's file and key (all problems listed).
+
+    `extravars` (-e on the command line) override every host's variables, as in Ansible.
+    """
     inv = load_inventory(path)
+    for host in inv.all_hosts:
+        for k, v in (extravars or {}).items():
+            inv.scoped.setdefault(("host", host), {})[k] = Var(v, Path("-e"))
     problems: list[KubeforgeError] = []
     hf = str(inv.hosts_file)
     for g in REQUIRED_GROUPS:

@@ -48,6 +48,8 @@ class HostResult:
 
     @property
     def status(self) -> str:
+        if not (self.ok or self.changed or self.failed or self.unreachable or self.skipped):
+            return "not run"
         if self.unreachable:
             return "unreachable"
         if self.failed:
@@ -98,7 +100,7 @@ def run_playbook(inventory: Path, playbook: str, *, check: bool = False, diff: b
     if playbook not in PLAYBOOK_FILES:
         raise KubeforgeError(f"unknown playbook {playbook!r}", field="playbook",
                              fix=f"one of {', '.join(PLAYBOOK_FILES)}")
-    inv = check_inventory(Path(inventory), playbook, ROLES)
+    inv = check_inventory(Path(inventory), playbook, ROLES, extravars)
     if not shutil.which("ansible-playbook", path=_path()):
         raise KubeforgeError("ansible-playbook is not installed", fix="pip install ansible-core ansible-runner")
     import ansible_runner  # heavy: only when a run really starts
@@ -139,7 +141,8 @@ def run_playbook(inventory: Path, playbook: str, *, check: bool = False, diff: b
     try:
         r = ansible_runner.run(
             private_data_dir=str(pdd), playbook=str(PLAYBOOKS / PLAYBOOK_FILES[playbook]),
-            inventory=str(inv.hosts_file.parent if inv.hosts_file.name.startswith("hosts.") else inv.hosts_file),
+            # The hosts file, not its folder: Ansible would read the artifacts folder's files as inventory.
+            inventory=str(inv.hosts_file),
             envvars=envvars, extravars=extravars or {}, cmdline=" ".join(cmdline) or None, limit=limit,
             event_handler=handler, quiet=True, suppress_env_files=True, project_dir=str(REPO))
         result.rc = int(r.rc or 0)
@@ -151,14 +154,14 @@ def run_playbook(inventory: Path, playbook: str, *, check: bool = False, diff: b
         for host in inv.all_hosts:   # hosts the play never reached still belong in the table
             if limit is None:
                 result.hosts.setdefault(host, HostResult(host))
-        if result.rc and not result.hosts:
+        if limit is None and all(h.status == "not run" for h in result.hosts.values()):
             out = ""
             try:
                 out = r.stdout.read()[-2000:]
             except (AttributeError, OSError, ValueError):
                 pass
-            raise KubeforgeError(f"ansible-playbook exited {result.rc} before any host ran: {out.strip()}",
-                                 file=str(PLAYBOOKS / PLAYBOOK_FILES[playbook]))
+            raise KubeforgeError(f"ansible-playbook (rc {result.rc}) ran no host: {out.strip()[-800:]}",
+                                 file=str(inv.hosts_file), fix="check the inventory's groups and host names")
     finally:
         if own_dir:
             shutil.rmtree(pdd, ignore_errors=True)
