@@ -45,7 +45,7 @@ from kubeforge.errors import KubeforgeError
 from kubeforge.lockfile import tree_hash
 from kubeforge.model import Repo, Source
 
-__all__ = ["BlobStore", "cache_root", "mirror_spec", "sync", "tree_hash", "tree_root"]
+__all__ = ["BlobStore", "cache_root", "mirror_spec", "sync", "tree_bytes", "tree_hash", "tree_root"]
 
 ENV_CACHE = "KUBEFORGE_CACHE"
 ENV_MIRROR = "KUBEFORGE_MIRROR"
@@ -395,6 +395,22 @@ def sync(sources: list[Source], mirror: str | os.PathLike | None = None, *, veri
         stamps.mkdir(parents=True, exist_ok=True)
         (stamps / name).touch()
     return _result(entries, tree)
+
+
+def tree_bytes(source: Source) -> int:
+    """Bytes of a synced source's materialized files: a cheap estimate of its kustomize build time."""
+    if source.repo is None:
+        return 0
+    base = f"{tree_root()}/"
+    key = (source.repo.owner.lower(), source.repo.name.lower(), source.repo.ref)
+    paths = [_repo_join(source.root, rel) for rel, _ in source.files] or [posixpath.normpath(source.path)]
+    total = 0
+    for p in paths:
+        try:
+            total += os.stat(base + _tree_rel(key, p)).st_size
+        except OSError:
+            pass
+    return total
 
 
 # --------------------------------------------------------------------------- fetch

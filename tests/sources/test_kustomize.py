@@ -34,9 +34,17 @@ def test_build_returns_the_objects(trees):
     assert "experiments.kubeflow.org" in {o["metadata"]["name"] for o in objs}
 
 
-def test_build_many_matches_builds_one_by_one_in_order(trees):
+def test_build_many_matches_builds_one_by_one_in_order(trees, mirror_dir):
+    from kubeforge.sources import tree_bytes
+
     dirs = [trees["argo-workflows"], trees["katib"], trees["istio-crds"]]
-    assert kustomize.build_many(dirs) == [kustomize.build(d) for d in dirs]
+    one_by_one = [kustomize.build(d) for d in dirs]
+    assert kustomize.build_many(dirs) == one_by_one
+    costs = [tree_bytes(kustomize_source(mirror_dir, sid, *TREES[sid])) for sid in ("argo-workflows", "katib",
+                                                                                    "istio-crds")]
+    assert all(c > 0 for c in costs)
+    # Scheduled by cost, still returned in input order.
+    assert kustomize.build_many(dirs, costs=costs) == one_by_one
 
 
 def test_json_route_gives_the_objects_of_kubectl_kustomize(trees):
