@@ -14,7 +14,7 @@ EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment: stacks/<p
 ProjectOpt = Annotated[str, typer.Option("--project", help="platform (the ML platform) or cluster-onprem "
                                          "(bare-metal nodes via Ansible).")]
 KubeconfigOpt = Annotated[str | None, typer.Option(
-    "--kubeconfig", help="Kubeconfig of the target cluster; stored in the stack as a secret. Default: the "
+    "--kubeconfig", help="Kubeconfig of the target cluster; its path is remembered in the stack. Default: the "
     "stack's kubeforge:kubeconfig / kubeforge:clusterStack, then $KUBECONFIG.")]
 BackendOpt = Annotated[str | None, typer.Option(
     "--backend", help="Pulumi state backend URL (file://, s3://, gs://, azblob://, https://api.pulumi.com). "

@@ -61,7 +61,7 @@ def environments(project: str = "platform") -> list[str]:
 
 
 def resolve(project: str, env: str, *, kubeconfig: str | None = None, need_cluster: bool = True,
-            render: bool = True) -> Target:
+            render: bool = True, plan: bool = True) -> Target:
     """Validate an environment without starting anything. Raises KubeforgeError (exit 2)."""
     sdir = project_dir(project)
     envs = environments(project)
@@ -80,6 +80,8 @@ def resolve(project: str, env: str, *, kubeconfig: str | None = None, need_clust
 
     s = stack_settings.parse(config, file=_rel(sfile), secret_keys=secret_keys)
     target.settings = s
+    if not plan:
+        return target
     if kubeconfig is not None:
         if not Path(kubeconfig).expanduser().is_file():
             raise KubeforgeError(f"kubeconfig {kubeconfig} does not exist", field="--kubeconfig",
@@ -176,9 +178,10 @@ class Prepared:
 def prepare(project: str, env: str, *, kubeconfig: str | None, backend: str | None,
             need_cluster: bool = True, render: bool = True) -> Prepared:
     """All checks, cheapest first; nothing is started until every one passed."""
-    target = resolve(project, env, kubeconfig=kubeconfig, need_cluster=need_cluster, render=render)
+    resolve(project, env, need_cluster=False, render=False, plan=False)   # environment and stack file
     exe = find_pulumi()
     require_passphrase()
+    target = resolve(project, env, kubeconfig=kubeconfig, need_cluster=need_cluster, render=render)
     return Prepared(target, backend_url(backend), exe)
 
 
@@ -189,12 +192,14 @@ def _progress(target: Target, emit: Callable[[str], None]):
 
 
 def _set_cli_config(stack: Any, kubeconfig: str | None) -> None:
-    """Config given on the command line is stored in the stack (the kubeconfig as a secret)."""
+    """--kubeconfig is remembered in the stack as its absolute path: a path is no secret and never
+    puts credentials on a command line (`pulumi config set` takes the value as an argument); the
+    program reads the file and passes its content to the provider as a secret."""
     if kubeconfig is not None:
         from pulumi import automation as auto
 
-        text = Path(kubeconfig).expanduser().read_text()
-        stack.set_config("kubeforge:kubeconfig", auto.ConfigValue(value=text, secret=True))
+        path = str(Path(kubeconfig).expanduser().resolve())
+        stack.set_config("kubeforge:kubeconfig", auto.ConfigValue(value=path, secret=False))
 
 
 def run(action: str, prep: Prepared, *, kubeconfig: str | None = None, emit: Callable[[str], None] = print,

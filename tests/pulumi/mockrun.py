@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi.runtime import mocks, settings
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.rpc import _special_sig_key as SIG_KEY
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 # The wire form of a secret: {SIG_KEY: SECRET_SIG, "value": ...}.
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -56,12 +57,6 @@ class RunResult:
         return [r for r in self.registrations.values() if r.type.startswith(prefix)]
 
 
-def _struct_to_dict(struct: Any) -> dict[str, Any]:
-    from google.protobuf import json_format
-
-    return json_format.MessageToDict(struct) if struct is not None else {}
-
-
 class _Mocks(mocks.Mocks):
     def __init__(self, stack_outputs: dict[str, dict[str, Any]], invokes: dict[str, Callable]):
         self.stack_outputs = stack_outputs
@@ -97,29 +92,42 @@ class RecordingMonitor(mocks.MockMonitor):
         self.urns: list[str] = []        # every registration's URN, duplicates included
         self.errors: list[BaseException] = []
 
-    def _record(self, request, urn: str, *, custom: bool, remote: bool, deps: list[str]) -> None:
-        raw = _struct_to_dict(request.object) if hasattr(request, "object") else _struct_to_dict(request.properties)
-        secret_paths = [k for k, v in raw.items() if isinstance(v, dict) and v.get(SIG_KEY) == SECRET_SIG]
-        inputs = _unwrap(raw)
+    def _record(self, request, urn: str, inputs: dict[str, Any], *, custom: bool, remote: bool,
+                deps: list[str], id_: str = "") -> None:
+        struct = request.object if hasattr(request, "object") else request.properties
+        secret_paths = [k for k, v in struct.fields.items()
+                        if v.WhichOneof("kind") == "struct_value"
+                        and v.struct_value.fields.get(SIG_KEY) is not None
+                        and v.struct_value.fields[SIG_KEY].string_value == SECRET_SIG]
+        # Secrets arrive wrapped ({SIG_KEY: SECRET_SIG, "value": v}); record the value, and where.
+        inputs = {k: v["value"] if k in secret_paths and isinstance(v, dict) else v for k, v in inputs.items()}
         self.urns.append(urn)
         self.records[urn] = Registration(
             urn=urn, type=request.type, name=request.name, parent=request.parent,
             provider=request.provider, providers=dict(getattr(request, "providers", {}) or {}), custom=custom,
-            remote=remote, inputs=inputs,
-            secret_paths=secret_paths, dependencies=list(deps),
-            additional_secret_outputs=list(getattr(request, "additionalSecretOutputs", []) or []))
+            remote=remote, inputs=inputs, secret_paths=secret_paths, dependencies=list(deps),
+            additional_secret_outputs=list(getattr(request, "additionalSecretOutputs", []) or []), id=id_)
 
     def RegisterResource(self, request):
-        resp = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            self._record(request, resp.urn, custom=request.custom, remote=request.remote,
-                         deps=list(request.dependencies))
-            self.records[resp.urn].id = resp.id
-        return resp
+        # MockMonitor.RegisterResource, with the inputs deserialized once and kept for the record.
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        _ensure_event_loop()
+        inputs = rpc.deserialize_properties(request.object)
+        args = mocks.MockResourceArgs(typ=request.type, name=request.name, inputs=inputs, provider=request.provider,
+                                      resource_id=request.importId, custom=request.custom or False)
+        id_, state = self.mocks.new_resource(args)
+        obj = _sync_await(rpc.serialize_properties(state, {}))
+        self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, id_, state)
+        self._record(request, urn, inputs, custom=request.custom, remote=request.remote,
+                     deps=list(request.dependencies), id_=id_)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 
     def ReadResource(self, request):
         resp = super().ReadResource(request)
-        self._record(request, resp.urn, custom=True, remote=False, deps=list(request.dependencies))
+        self._record(request, resp.urn, rpc.deserialize_properties(request.properties), custom=True, remote=False,
+                     deps=list(request.dependencies), id_=request.id)
         return resp
 
     def Invoke(self, request):
@@ -128,17 +136,6 @@ class RecordingMonitor(mocks.MockMonitor):
         except UnmockedInvoke as exc:
             self.errors.append(exc)
             raise
-
-
-def _unwrap(value: Any) -> Any:
-    """Wire form -> plain data: secrets become their value (recorded in secret_paths)."""
-    if isinstance(value, dict):
-        if value.get(SIG_KEY) == SECRET_SIG:
-            return _unwrap(value.get("value"))
-        return {k: _unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unwrap(v) for v in value]
-    return value
 
 
 def _plain(value: Any) -> Any:

@@ -55,13 +55,14 @@ def test_up_dev_creates_the_stack_stores_the_kubeconfig_and_uses_the_local_backe
     assert rc == 0, out
     calls = standin_pulumi.calls()
     argvs = standin_pulumi.argvs()
-    assert all(c["argv"][0] == "--non-interactive" for c in calls if c["argv"] != ["version"])
     # create-or-select: select fails on a fresh backend, then init with the passphrase provider.
     assert ["stack", "select", "--stack", "dev"] in argvs
     init = next(a for a in argvs if a[:2] == ["stack", "init"])
     assert init[2] == "dev" and init[init.index("--secrets-provider") + 1] == "passphrase"
     cfg = next(a for a in argvs if a[:2] == ["config", "set"])
-    assert "kubeforge:kubeconfig" in cfg and "--secret" in cfg
+    # The kubeconfig is remembered by path: no credentials on a command line.
+    assert "kubeforge:kubeconfig" in cfg and str(kubeconfig_file.resolve()) in cfg
+    assert not any("not-a-real-token" in arg for a in argvs for arg in a)
     up = next(a for a in argvs if a[:1] == ["up"])
     assert {"--yes", "--skip-preview"} <= set(up) and up[up.index("--stack") + 1] == "dev"
     assert up[up.index("--event-log") + 1].startswith("tcp://127.0.0.1:")

@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 PLATFORM = REPO / "stacks" / "platform"
 ENVS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in PLATFORM.glob("Pulumi.*.yaml"))
 PROVIDER = "pulumi:providers:kubernetes"
-# The engine's own resource (kept in the state, no provider plugin): exempt from the provider rule.
-BUILTIN_TYPES = {GATE_TYPE}
+# The engine's own resources (state-only, served by the engine, no provider plugin): exempt.
+BUILTIN_TYPES = {GATE_TYPE, "pulumi:pulumi:StackReference"}
 _RUNS: dict[str, RunResult] = {}
 
 
