@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
             rows.append({"environment": name, "profile": s.profile if s else None,
                          "file": str(target.stack_file.relative_to(target.stack_dir.parents[1])),
                          "cluster": target.kubeconfig_source or "$KUBECONFIG at run time"})
-        url, note = automation.backend_url(backend), ""
+        url, note = automation.backend_url(backend, create=False), ""
         try:
             state = automation.list_stacks(url, automation.find_pulumi(), project)
         except KubeforgeError as exc:
@@ -118,5 +118,6 @@ def register(app: typer.Typer) -> None:
         print(f"state: {url}" + (f"  ({note})" if note else ""))
         for r in rows:
             st = r["state"]
-            status = (f"{st['resources']} resources, updated {st['last_update']}" if st else "not deployed")
+            status = (f"{st['resources']} resources, updated {st['last_update']}" if st
+                      else "state unknown" if note else "not deployed")
             print(f"  {r['environment']:<10} profile {r['profile'] or '-':<12} {status}  [{r['file']}]")

@@ -129,13 +129,14 @@ def find_pulumi() -> Path:
                          fix=INSTALL_FIX)
 
 
-def backend_url(explicit: str | None = None) -> str:
+def backend_url(explicit: str | None = None, *, create: bool = True) -> str:
     """--backend, else $PULUMI_BACKEND_URL, else a local file backend under ~/.kubeforge/state."""
     url = explicit or os.environ.get("PULUMI_BACKEND_URL")
     if url:
         return url
     path = DEFAULT_STATE.expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path.resolve().as_uri()
 
 

@@ -287,3 +287,15 @@ def test_mandatory_policies_hold_on_the_profile_graph(profile, mirror_dir):
             if level == "mandatory":
                 fn(args, lambda msg, urn=None, name=name: violations.append(f"{name}: {msg}"))
     assert violations == []
+
+
+@pytest.mark.parametrize("project", ["platform", "cluster-onprem"])
+def test_projects_disable_default_providers_and_run_one_main(project):
+    """Pulumi.yaml turns default providers off for every package, and __main__ only calls main()."""
+    d = REPO / "stacks" / project
+    settings = yaml.safe_load((d / "Pulumi.yaml").read_text())
+    assert settings["runtime"]["name"] == "python"
+    assert settings["config"]["pulumi:disable-default-providers"]["value"] == ["*"]
+    code = [ln for ln in (d / "__main__.py").read_text().splitlines()
+            if ln.strip() and not ln.startswith(("#", '"""', "from "))]
+    assert code == ["main()"]
