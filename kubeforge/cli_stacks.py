@@ -69,10 +69,10 @@ def register(app: typer.Typer) -> None:
         """Remove everything the environment's stack installed (reverse dependency order)."""
         from kubeforge.pulumi import automation
 
-        # The cluster is reached through the provider saved in the state: no kubeconfig needed,
-        # and nothing to render.
+        # The cluster is reached through the provider saved in the state: no kubeconfig, no plan
+        # and no render needed (a profile that no longer validates must not block a teardown).
         prep = automation.prepare(project, env, kubeconfig=None, backend=backend, need_cluster=False,
-                                  render=False)
+                                  render=False, plan=False)
         if not yes:
             what = f"{prep.target.project} stack {env!r} (state {prep.backend})"
             if not typer.confirm(f"Destroy every resource of the {what}?", default=False):
@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
 
         if env is not None:
             prep = automation.prepare(project, env, kubeconfig=None, backend=backend, need_cluster=False,
-                                      render=False)
+                                      render=False, plan=False)
             outs = automation.stack_outputs(prep)
             if json_out:
                 print(json.dumps(outs, indent=2, default=str))

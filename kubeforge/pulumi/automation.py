@@ -177,12 +177,12 @@ class Prepared:
 
 
 def prepare(project: str, env: str, *, kubeconfig: str | None, backend: str | None,
-            need_cluster: bool = True, render: bool = True) -> Prepared:
+            need_cluster: bool = True, render: bool = True, plan: bool = True) -> Prepared:
     """All checks, cheapest first; nothing is started until every one passed."""
     resolve(project, env, need_cluster=False, render=False, plan=False)   # environment and stack file
     exe = find_pulumi()
     require_passphrase()
-    target = resolve(project, env, kubeconfig=kubeconfig, need_cluster=need_cluster, render=render)
+    target = resolve(project, env, kubeconfig=kubeconfig, need_cluster=need_cluster, render=render, plan=plan)
     return Prepared(target, backend_url(backend), exe)
 
 

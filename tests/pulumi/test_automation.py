@@ -220,3 +220,11 @@ def test_missing_pulumi_executable_names_how_to_install_it(no_pulumi, kubeconfig
     err = _bad(argv, capsys)
     assert "`pulumi` executable is not installed" in err
     assert "get.pulumi.com" in err and "docs/pulumi.md" in err
+
+
+def test_destroy_is_not_blocked_by_a_profile_that_no_longer_validates(standin_pulumi, home_copy, monkeypatch):
+    (home_copy / "stacks/platform/Pulumi.old.yaml").write_text(
+        "config:\n  kubeforge:profile: dev\n  kubeforge:gpu:\n    mode: sometimes\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert cli(["destroy", "-e", "old", "--yes"]) == 0
+    assert any(a[:1] == ["destroy"] for a in standin_pulumi.argvs())
