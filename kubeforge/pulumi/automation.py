@@ -240,7 +240,8 @@ def run(action: str, prep: Prepared, *, kubeconfig: str | None = None, emit: Cal
     except auto_errors.CommandError as exc:
         from kubeforge.errors import CheckFailed
 
-        detail = "\n".join(progress.diagnostics[-5:]) or str(exc).strip().splitlines()[-1:][0]
+        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+        detail = "\n".join(progress.diagnostics[-5:]) or (lines[-1] if lines else "no message")
         raise CheckFailed(f"pulumi {action} failed for stack {t.env}: {detail}",
                           fix="see the messages above; re-run with --verbose for Pulumi's own output") from None
     result["components"] = progress.summary()

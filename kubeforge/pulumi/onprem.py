@@ -176,6 +176,16 @@ def node_playbook(name: str, s: OnpremSettings, opts=None):
 
 
 def main() -> None:
+    """The program; bad input is reported by Pulumi as one message (RunError), not a traceback."""
+    import pulumi
+
+    try:
+        _main()
+    except KubeforgeError as exc:
+        raise pulumi.RunError(exc.render()) from None
+
+
+def _main() -> None:
     import pulumi
 
     cfg = pulumi.Config(NS)

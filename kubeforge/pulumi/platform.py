@@ -206,7 +206,15 @@ def export_outputs(dep: Deployment, profile: str, kubeconfig: pulumi.Output) -> 
 
 
 def main() -> None:
-    """The program: read the stack config, render the profile, register the graph."""
+    """The program: read the stack config, render the profile, register the graph. Bad input is
+    reported by Pulumi as one message (RunError), not a Python traceback."""
+    try:
+        _main()
+    except KubeforgeError as exc:
+        raise pulumi.RunError(exc.render()) from None
+
+
+def _main() -> None:
     from kubeforge import api
 
     cfg, kubeconfig_secret = read_config()

@@ -228,3 +228,17 @@ def test_destroy_is_not_blocked_by_a_profile_that_no_longer_validates(standin_pu
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     assert cli(["destroy", "-e", "old", "--yes"]) == 0
     assert any(a[:1] == ["destroy"] for a in standin_pulumi.argvs())
+
+
+def test_a_failed_up_exits_1_with_the_engines_error(standin_pulumi, kubeconfig_file, mirror_dir, monkeypatch, capsys):
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+    events = [{"sequence": 1, "timestamp": 0, "diagnosticEvent": {
+        "urn": "", "prefix": "error: ", "message": "admission webhook denied the request\n", "color": "never",
+        "severity": "error"}}]
+    standin_pulumi.events.write_text(json.dumps(events))
+    monkeypatch.setenv("STANDIN_PULUMI_EVENTS", str(standin_pulumi.events))
+    monkeypatch.setenv("STANDIN_PULUMI_EXIT", "255")
+    rc = cli(["up", "-e", "dev", "--kubeconfig", str(kubeconfig_file)])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "pulumi up failed for stack dev" in err and "admission webhook denied the request" in err

@@ -299,3 +299,19 @@ def test_projects_disable_default_providers_and_run_one_main(project):
     code = [ln for ln in (d / "__main__.py").read_text().splitlines()
             if ln.strip() and not ln.startswith(("#", '"""', "from "))]
     assert code == ["main()"]
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"kubeforge:profile": "no-such-profile"}, "unknown profile 'no-such-profile'"),
+    ({}, "kubeforge:profile"),
+    ({"kubeforge:profile": "dev", "kubeforge:gpu": {"mode": "sometimes"}}, "gpu.mode"),
+])
+def test_the_program_reports_bad_config_as_one_message(config, message):
+    """Run straight through `pulumi up` (no kubeforge CLI checks): one RunError, no traceback."""
+    import pulumi
+    from graph_summary import mockrun
+
+    from kubeforge.pulumi import platform
+
+    with pytest.raises(pulumi.RunError, match=message.replace(".", r"\.")):
+        mockrun.run(platform.main, config={**config, "kubeforge:kubeconfig": KUBECONFIG})
