@@ -20,13 +20,23 @@ import standin_repo  # noqa: E402
 from labinventory import CONTROL_PLANE, GPU_FIXTURE, GPU_WORKERS, NodesLab, write_inventory  # noqa: E402
 
 
+def _subnet() -> str:
+    """KUBEFORGE_TEST_SUBNET, else 198.51.100.0/24; under pytest-xdist a /26 of it per worker."""
+    if os.environ.get("KUBEFORGE_TEST_SUBNET"):
+        return os.environ["KUBEFORGE_TEST_SUBNET"]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        return f"198.51.100.{64 * (int(worker[2:]) % 4)}/26"
+    return hostlab.DEFAULT_SUBNET
+
+
 @pytest.fixture(scope="session")
 def nodes_lab(tmp_path_factory, gpu_fixtures) -> NodesLab:
     why = hostlab.missing_requirements()
     if why:
         pytest.skip(f"real test hosts unavailable: {why}")
     names = CONTROL_PLANE + GPU_WORKERS
-    lab = hostlab.Lab(names, subnet=os.environ.get("KUBEFORGE_TEST_SUBNET", hostlab.DEFAULT_SUBNET))
+    lab = hostlab.Lab(names, subnet=_subnet())
     with lab:
         standin_repo.build(lab.repo_dir, gpu_fixtures / GPU_FIXTURE)
         inv = write_inventory(tmp_path_factory.mktemp("inventory"), lab, CONTROL_PLANE, GPU_WORKERS)
@@ -35,12 +45,15 @@ def nodes_lab(tmp_path_factory, gpu_fixtures) -> NodesLab:
         cfg.write_text("[ssh_connection]\nssh_args = -o ControlMaster=auto -o ControlPersist=120s\n"
                        "control_path = %(directory)s/cm-%%h\n"
                        f"[persistent_connection]\ncontrol_path_dir = {lab.workdir}\n")
-        old = os.environ.get("ANSIBLE_CONFIG")
-        os.environ["ANSIBLE_CONFIG"] = str(cfg)
+        # testinfra calls ansible-inventory, which sits beside this interpreter.
+        env = {"ANSIBLE_CONFIG": str(cfg), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
             yield NodesLab(lab=lab, inventory=inv, artifacts=inv / "artifacts")
         finally:
-            if old is None:
-                os.environ.pop("ANSIBLE_CONFIG", None)
-            else:
-                os.environ["ANSIBLE_CONFIG"] = old
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v

@@ -19,7 +19,8 @@ from labinventory import CONTROL_PLANE, GPU_WORKERS, write_inventory
 
 from kubeforge.nodes import run_playbook
 
-pytestmark = pytest.mark.hosts
+# One lab per session: under pytest-xdist keep these on one worker (--dist loadgroup).
+pytestmark = [pytest.mark.hosts, pytest.mark.xdist_group("kubeforge-hosts")]
 ALL = CONTROL_PLANE + GPU_WORKERS
 K8S_PKG_VERSION = f"{standin.K8S_VERSION}-{standin.K8S_REVISION}"
 CONTAINERD_VERSION = "1.6.20~ds1-1+deb12u3"
@@ -219,7 +220,7 @@ def test_failed_check_is_reported_per_host_with_exit_code_1(nodes_lab, converged
 
 def test_one_unreachable_host_is_named_and_does_not_hide_the_others(nodes_lab, converged, tmp_path):
     # An address on the test bridge where nothing listens.
-    gone = str(nodes_lab.lab.subnet.network_address + 250)
+    gone = str(nodes_lab.lab.subnet.broadcast_address - 2)
     inv = write_inventory(tmp_path / "inv", nodes_lab.lab, CONTROL_PLANE, GPU_WORKERS,
                           extra_hosts={"kf-gone": gone})
     result = run_playbook(inv, "validate")
@@ -230,8 +231,9 @@ def test_one_unreachable_host_is_named_and_does_not_hide_the_others(nodes_lab, c
 
 
 def test_bad_variable_stops_the_run_before_any_host_is_touched(nodes_lab, converged):
-    """ansible's own argument-spec check (playbooks/preflight.yml), bypassing kubeforge's inventory check."""
-    result = run_playbook(nodes_lab.inventory, "site", extravars={"containerd_socket_timeout": "soon"})
+    """ansible's own argument-spec check (playbooks/preflight.yml): a templated value passes kubeforge's
+    inventory check (it cannot render templates) and is caught by the playbook's first, connection-less play."""
+    result = run_playbook(nodes_lab.inventory, "site", extravars={"containerd_socket_timeout": "{{ 'soon' }}"})
     assert not result.ok
     assert any("containerd_socket_timeout" in m and "int" in m for m in result.bad_variables), result.bad_variables
     touched = [t for _, t in result.tasks_run if not t.startswith(("Validat", "Variables are valid"))]
