@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubeforge.errors import KubeforgeError
 from kubeforge.model import Rendered
 
 WAIT_FOR = "pulumi.com/waitFor"
@@ -238,8 +239,6 @@ def build_graph(rendered: Rendered, *, charts: dict[str, list[HelmChart]] | None
             key = object_key(obj)
             if key in nodes:
                 other = nodes[key].component
-                from kubeforge.errors import KubeforgeError
-
                 raise KubeforgeError(
                     f"{key} is rendered by both {other} and {name}; one object, one owner",
                     field=f"components.{name}", fix=f"drop the object from one of {other} and {name}")

@@ -92,6 +92,9 @@ def test_default_backend_is_a_local_file_backend_under_home(standin_pulumi, kube
                                                               monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
     monkeypatch.delenv("PULUMI_BACKEND_URL")
+    from kubeforge.sources import cache_root
+
+    monkeypatch.setenv("KUBEFORGE_CACHE", str(cache_root()))   # keep the warm render cache
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
     assert cli(["preview", "-e", "dev", "--kubeconfig", str(kubeconfig_file)]) == 0
     want = (tmp_path / "user" / ".kubeforge" / "state").resolve().as_uri()
