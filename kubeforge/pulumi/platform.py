@@ -67,7 +67,7 @@ def resolve_kubeconfig(settings: stack_settings.StackSettings, secret: pulumi.Ou
 
 
 @dataclass
-class Deployment:
+class StackResources:
     graph: Graph
     components: dict[str, PlatformComponent]
     objects: dict[str, KubernetesObject]
@@ -116,7 +116,7 @@ def _chart(chart: HelmChart, provider: k8s.Provider, opts: pulumi.ResourceOption
     )
 
 
-def deploy(graph: Graph, provider: k8s.Provider) -> Deployment:
+def deploy(graph: Graph, provider: k8s.Provider) -> StackResources:
     """Register the graph: per component in plan order, its objects (dependencies first), its Helm
     charts, then its readiness gate.
 
@@ -163,7 +163,8 @@ def deploy(graph: Graph, provider: k8s.Provider) -> Deployment:
         members = [objects[k] for k in keys] + charts[name]
         gates[name] = pulumi.Stash(f"{name}-ready", input={"component": name, "version": graph.versions[name]},
                                    opts=pulumi.ResourceOptions(parent=comp, depends_on=members))
-    return Deployment(graph, comps, objects, charts, gates, ingress)
+        comp.register_outputs({"version": graph.versions[name], "objects": len(keys)})
+    return StackResources(graph, comps, objects, charts, gates, ingress)
 
 
 def _charts(graph: Graph, name: str, comp: PlatformComponent, objects: dict[str, KubernetesObject],
@@ -188,7 +189,7 @@ def make_provider(kubeconfig: pulumi.Input[str], identifier: str) -> k8s.Provide
     )
 
 
-def export_outputs(dep: Deployment, profile: str, kubeconfig: pulumi.Output) -> None:
+def export_outputs(dep: StackResources, profile: str, kubeconfig: pulumi.Output) -> None:
     pulumi.export("profile", profile)
     pulumi.export("versions", dict(dep.graph.versions))
     pulumi.export("waves", dep.graph.waves)

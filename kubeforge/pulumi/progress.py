@@ -13,16 +13,20 @@ from typing import Any
 COMPONENT_PREFIX = "kubeforge:component:"
 
 
-def component_of(urn: str, names: dict[str, str]) -> str | None:
-    """The kubeforge component a resource URN belongs to (its parent-type chain names it).
+def component_of(urn: str, names: dict[str, str], *, direct: bool = False) -> str | None:
+    """The kubeforge component a resource URN belongs to (its parent-type chain names it);
+    with direct=True only for the component's own children (not, e.g., a Helm chart's objects).
 
     urn:pulumi:dev::kubeforge-platform::kubeforge:component:CertManager$kubernetes:apps/v1:Deployment::ns/n
     """
     parts = urn.split("::")
     if len(parts) < 4:
         return None
-    for seg in parts[2].split("$"):
+    chain = parts[2].split("$")
+    for i, seg in enumerate(chain):
         if seg.startswith(COMPONENT_PREFIX):
+            if direct and i != len(chain) - 2:
+                return None
             return names.get(seg, seg[len(COMPONENT_PREFIX):])
     return None
 
@@ -69,9 +73,11 @@ class ComponentProgress:
             self.diagnostics.append(diag.message.strip())
 
     def _child(self, meta: Any) -> tuple[str, _State] | None:
-        if str(getattr(meta, "type", "")).startswith(COMPONENT_PREFIX):
-            return None          # the component itself, not one of its objects
-        name = component_of(getattr(meta, "urn", ""), self.names)
+        # Counted: the component's own Kubernetes objects and Helm charts (what `totals` counts);
+        # not the component itself, its readiness gate, or the objects inside a chart.
+        if not str(getattr(meta, "type", "")).startswith("kubernetes:"):
+            return None
+        name = component_of(getattr(meta, "urn", ""), self.names, direct=True)
         if name is None:
             return None
         return name, self.state.setdefault(name, _State(total=0))

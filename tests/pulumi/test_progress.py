@@ -50,3 +50,15 @@ def test_component_resources_themselves_are_not_counted():
     t = component_type("kserve")
     p(_ev("resourcePreEvent", f"urn:pulumi:dev::kubeforge-platform::{t}::kserve", t))
     assert lines == [] and p.summary()["kserve"]["ops"] == {}
+
+
+def test_gates_and_chart_objects_are_not_counted():
+    lines: list[str] = []
+    p = ComponentProgress({"kserve": 1}, {"kserve": 0}, NAMES, lines.append)
+    gate = _urn("kserve", "pulumi:index:Stash", "kserve-ready")
+    chart_obj = (f"urn:pulumi:dev::kubeforge-platform::{component_type('kserve')}$kubernetes:helm.sh/v4:Chart"
+                 f"$kubernetes:apps/v1:Deployment::x/y")
+    p(_ev("resourcePreEvent", gate, "pulumi:index:Stash"))
+    p(_ev("resourcePreEvent", chart_obj, "kubernetes:apps/v1:Deployment"))
+    assert p.summary()["kserve"]["ops"] == {}
+    assert component_of(chart_obj, NAMES) == "kserve" and component_of(chart_obj, NAMES, direct=True) is None
