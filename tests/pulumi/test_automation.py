@@ -245,3 +245,27 @@ def test_a_failed_up_exits_1_with_the_engines_error(standin_pulumi, kubeconfig_f
     err = capsys.readouterr().err
     assert rc == 1
     assert "pulumi up failed for stack dev" in err and "admission webhook denied the request" in err
+
+
+def test_up_of_the_cluster_stack_runs_in_its_project(standin_pulumi, monkeypatch, capsys):
+    monkeypatch.delenv("KUBECONFIG", raising=False)     # the cluster stack makes the cluster
+    assert cli(["up", "-e", "staging", "--project", "cluster-onprem"]) == 0
+    up = next(c for c in standin_pulumi.calls() if "up" in c["argv"][:2])
+    assert up["cwd"] == str(REPO / "stacks" / "cluster-onprem")
+    assert "--stack" in up["argv"] and up["argv"][up["argv"].index("--stack") + 1] == "staging"
+
+
+def test_cluster_stack_with_a_missing_inventory_fails_before_pulumi(standin_pulumi, tmp_path, monkeypatch, capsys):
+    root = tmp_path / "home"
+    shutil.copytree(REPO / "stacks" / "cluster-onprem", root / "stacks" / "cluster-onprem",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "stacks" / "cluster-onprem" / "Pulumi.lab.yaml").write_text(
+        "config:\n  kubeforge:inventory: /nonexistent/inventory\n")
+    monkeypatch.setenv("KUBEFORGE_HOME", str(root))
+    home.cache_clear()
+    try:
+        err = _bad(["up", "-e", "lab", "--project", "cluster-onprem"], capsys)
+    finally:
+        home.cache_clear()
+    assert "kubeforge:inventory" in err
+    assert standin_pulumi.calls() == []
