@@ -5,8 +5,11 @@ on the components its component depends on), these object-level edges make Pulum
 when the API server can accept them and tear them down in the reverse order:
 
 - a namespaced object after its Namespace (when the stack creates it);
-- a custom resource after the CRD that defines it, after the webhook configurations whose rules
-  match it and after the workloads that serve those webhooks (admission and CRD conversion);
+- a custom resource after the CRD that defines it, after the controllers (Deployments,
+  StatefulSets) of the component that defines the CRD, after the webhook configurations whose
+  rules match it and after the workloads that serve those webhooks (admission and CRD
+  conversion); `destroy` reverses this, so custom resources go while their controllers can
+  still remove finalizers;
 - a webhook configuration or APIService after the workloads behind its Service, so admission
   never points at a backend that is not running yet;
 - a workload after the ServiceAccount it runs as.
@@ -27,6 +30,7 @@ from kubeforge.model import Rendered
 WAIT_FOR = "pulumi.com/waitFor"
 SKIP_AWAIT = "pulumi.com/skipAwait"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+CONTROLLER_KINDS = ("Deployment", "StatefulSet")
 # Namespaces every cluster has; objects there need no Namespace resource of the stack.
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 
@@ -263,6 +267,11 @@ def build_graph(rendered: Rendered, *, charts: dict[str, list[HelmChart]] | None
             crd = idx.crds.get((group, kind))
             if crd is not None:
                 deps.append(crd.key)
+                # The component that defines the CRD runs its controller: the resource is created
+                # once that controller is ready, and deleted before it (finalizers get handled,
+                # namespaces do not hang in Terminating).
+                deps += [w.key for ws in idx.workloads.values() for w in ws
+                         if w.component == crd.component and w.kind in CONTROLLER_KINDS]
                 conv = ((crd.obj.get("spec") or {}).get("conversion")) or {}
                 deps += idx.backends(((conv.get("webhook") or {}).get("clientConfig") or {}).get("service"))
                 for hook in idx.matching_webhooks(group, idx.plurals[(group, kind)]):

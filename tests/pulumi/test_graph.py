@@ -162,6 +162,9 @@ def check_graph(res: RunResult, plan) -> None:
             if (group, kind) in crds:
                 crd_urn, plural = crds[(group, kind)]
                 assert crd_urn in anc, f"custom resource {u} is not after its CRD"
+                controllers = {cu for cu in children[regs[crd_urn].parent]
+                               if regs[cu].type in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet")}
+                assert controllers <= anc, f"custom resource {u} is not after the controllers of its CRD's component"
                 for hu, hr in hooks:
                     for wh in hr.inputs.get("webhooks") or []:
                         for rule in wh.get("rules") or []:
