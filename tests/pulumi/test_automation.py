@@ -269,3 +269,15 @@ def test_cluster_stack_with_a_missing_inventory_fails_before_pulumi(standin_pulu
         home.cache_clear()
     assert "kubeforge:inventory" in err
     assert standin_pulumi.calls() == []
+
+
+def test_preview_with_policy_pack_and_json_summary(standin_pulumi, kubeconfig_file, mirror_dir, monkeypatch, capsys):
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+    assert cli(["preview", "-e", "dev", "--kubeconfig", str(kubeconfig_file), "--policy", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)          # progress went to stderr: stdout is one document
+    assert result["action"] == "preview" and result["changes"] == {"create": 3}
+    assert result["backend"] == standin_pulumi.backend.as_uri()
+    assert "state:" in captured.err
+    pre = next(a for a in standin_pulumi.argvs() if a[:1] == ["preview"])
+    assert pre[pre.index("--policy-pack") + 1] == str(REPO / "stacks" / "policy")
