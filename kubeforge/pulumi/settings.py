@@ -66,6 +66,9 @@ def parse(config: dict[str, Any], *, file: str, secret_keys: frozenset[str] = fr
         return v
 
     overrides: dict[str, Any] = {}
+    if isinstance(config.get("kubernetesVersion"), float):
+        raise KubeforgeError("kubeforge:kubernetesVersion is a YAML number (1.30 would read as 1.3)", file=file,
+                             field="config.kubeforge:kubernetesVersion", fix='quote it, e.g. "1.34"')
     if config.get("kubernetesVersion"):
         overrides["kubernetesVersion"] = str(config["kubernetesVersion"])
     for key in ("gpu", "storage"):

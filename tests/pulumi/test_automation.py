@@ -281,3 +281,11 @@ def test_preview_with_policy_pack_and_json_summary(standin_pulumi, kubeconfig_fi
     assert "state:" in captured.err
     pre = next(a for a in standin_pulumi.argvs() if a[:1] == ["preview"])
     assert pre[pre.index("--policy-pack") + 1] == str(REPO / "stacks" / "policy")
+
+
+def test_unquoted_kubernetes_version(standin_pulumi, home_copy, kubeconfig_file, capsys):
+    (home_copy / "stacks/platform/Pulumi.k8s.yaml").write_text(
+        "config:\n  kubeforge:profile: dev\n  kubeforge:kubernetesVersion: 1.30\n")
+    err = _bad(["up", "-e", "k8s", "--kubeconfig", str(kubeconfig_file)], capsys)
+    assert "kubeforge:kubernetesVersion" in err and "quote it" in err
+    assert standin_pulumi.calls() == []
