@@ -9,7 +9,7 @@ MIRROR ?= $(if $(wildcard ../shared/mirror/github),../shared/mirror,)
 MIRROR_FLAG := $(if $(MIRROR),--mirror $(MIRROR),)
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast lint plan render validate bench clean
+.PHONY: setup test test-fast test-hosts lint plan render validate verify bench bench-nodes clean
 
 $(BIN)/kubeforge: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: setup
 test-fast: setup  ## everything but the test hosts (no root or systemd-nspawn needed)
 	$(BIN)/pytest -q -m "not hosts" $(PYTEST_ARGS)
 
+test-hosts: setup  ## only the Ansible roles on real booted-systemd test hosts (root)
+	bash scripts/ci-hosts-deps.sh $(BIN)/python
+	$(BIN)/pytest -q tests/ansible $(PYTEST_ARGS)
+
 lint: setup
 	$(BIN)/ruff check kubeforge tests benchmarks stacks components
 
@@ -37,8 +41,17 @@ render: setup
 validate: setup
 	$(BIN)/kubeforge validate -p $(PROFILE) $(MIRROR_FLAG)
 
+verify: setup  ## conformance suite against the cluster KUBECONFIG names
+	mkdir -p out
+	$(BIN)/kubeforge verify -p $(PROFILE) $(MIRROR_FLAG) --junit out/verify-junit.xml --json out/verify.json
+
 bench: setup
 	$(BIN)/python benchmarks/render.py $(MIRROR_FLAG)
+	$(BIN)/python benchmarks/pulumi_mock.py $(MIRROR_FLAG)
+
+bench-nodes: setup  ## converge 1 vs 3 real test hosts (root, a few minutes)
+	bash scripts/ci-hosts-deps.sh $(BIN)/python
+	$(BIN)/python benchmarks/nodes.py
 
 clean:
 	rm -rf out .pytest_cache

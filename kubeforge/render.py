@@ -22,7 +22,7 @@ from kubeforge.model import Plan, PlannedComponent, Rendered, RenderedComponent,
 from kubeforge.ordering import apply_order
 
 # Code whose change must invalidate cached renders.
-_CODE = ("render.py", "transforms.py", "images.py", "kustomize.py", "ordering.py",
+_CODE = ("render.py", "transforms.py", "images.py", "kustomize.py", "ordering.py", "sources.py",
          "gpu/sharing.py", "gpu/mig.py", "gpu/manifests.py", "gpu/parsers.py")
 
 
@@ -182,7 +182,9 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
                     pass
             to_build.append((s, bpath))
         if to_build:
-            outputs = kustomize.build_many([paths[s.id] for s, _ in to_build])
+            # Biggest trees first, so KServe's long build does not start last.
+            outputs = kustomize.build_many([paths[s.id] for s, _ in to_build],
+                                           costs=[sources.tree_bytes(s) for s, _ in to_build])
             for (s, bpath), objs in zip(to_build, outputs, strict=True):
                 built[s.id] = objs
                 if use_cache:

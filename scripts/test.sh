@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -x scripts/ci-hosts-deps.sh ]; then
   if [ "$(id -u)" = 0 ]; then
-    scripts/ci-hosts-deps.sh
+    bash scripts/ci-hosts-deps.sh .venv/bin/python
   else
     echo "test.sh: not root: the test-host tests (marker 'hosts') will skip" >&2
   fi
