@@ -5,7 +5,6 @@ The parsing and judging is pure (tested on real H100 output in ../shared/fixture
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -43,8 +42,13 @@ def gpu_resource(plan: Any) -> str:
 
 
 def parse_nvidia_smi_list(text: str) -> list[str]:
-    """GPU names from `nvidia-smi -L` ("GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-...)")."""
-    return [m.group(1).strip() for m in re.finditer(r"^GPU \d+: (.+?) \(UUID: ", text, re.M)]
+    """GPU names from `nvidia-smi -L`, through the one parser kubeforge has for it."""
+    from kubeforge.gpu.parsers import ParseError, parse_smi_list
+
+    try:
+        return [g.name for g in parse_smi_list(text.strip())]
+    except ParseError:
+        return []
 
 
 def gpu_nodes(nodes: list[dict], resource: str = GPU_RESOURCE) -> dict[str, int]:
