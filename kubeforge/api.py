@@ -19,11 +19,12 @@ def plan(profile) -> Plan:
     return make_plan(profile)
 
 
-def render(plan_or_profile, mirror: str | None = None, use_cache: bool = True) -> Rendered:
+def render(plan_or_profile, mirror: str | None = None, use_cache: bool = True,
+           skip_helm: bool = False) -> Rendered:
     from kubeforge.render import render as _render
 
     p = plan_or_profile if isinstance(plan_or_profile, Plan) else plan(plan_or_profile)
-    return _render(p, mirror=mirror, use_cache=use_cache)
+    return _render(p, mirror=mirror, use_cache=use_cache, skip_helm=skip_helm)
 
 
 def validate(rendered: Rendered):

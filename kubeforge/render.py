@@ -65,7 +65,7 @@ def _code_hash() -> str:
     return h.hexdigest()
 
 
-def cache_key(plan: Plan, pc: PlannedComponent, code_hash: str) -> str:
+def cache_key(plan: Plan, pc: PlannedComponent, code_hash: str, skip_helm: bool = False) -> str:
     prof = plan.profile
     gen = pc.component.generate_py
     material = {
@@ -79,6 +79,7 @@ def cache_key(plan: Plan, pc: PlannedComponent, code_hash: str) -> str:
         "profile": prof.model_dump(mode="json", exclude={"components", "files", "name", "description",
                                                          "mirror"}),
         "enabled": sorted(plan.components),
+        "helm": [(s.id, s.version, s.sha256, skip_helm) for s in selected_sources(pc) if s.kind == "helm"],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -131,8 +132,13 @@ def _render_component(plan: Plan, pc: PlannedComponent, upstream: list[dict[str,
 
 
 def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
-           stats: dict[str, Any] | None = None) -> Rendered:
-    """Render every planned component. `stats` (if given) receives cache hits and misses."""
+           stats: dict[str, Any] | None = None, skip_helm: bool = False) -> Rendered:
+    """Render every planned component. `stats` (if given) receives cache hits and misses.
+
+    skip_helm: leave Helm-chart sources out (their component keeps its generated objects). The
+    Pulumi stack installs charts itself (helm.v4.Chart), and verify/teardown find chart objects
+    on the cluster, so neither needs a local `helm`.
+    """
     from kubeforge import transforms
 
     prof = plan.profile
@@ -140,7 +146,7 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
         transforms.validate_registry(prof.registry, file=prof.source_file)
     for pc in plan.components.values():
         for s in selected_sources(pc):
-            if s.kind == "helm":
+            if s.kind == "helm" and not skip_helm:
                 _require_helm(pc, s)
     mirror = mirror or prof.mirror or os.environ.get("KUBEFORGE_MIRROR")
     code_hash = _code_hash()
@@ -149,7 +155,7 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
     misses: list[PlannedComponent] = []
     keys = {}
     for pc in plan.components.values():
-        keys[pc.name] = cache_key(plan, pc, code_hash)
+        keys[pc.name] = cache_key(plan, pc, code_hash, skip_helm)
         path = cdir / f"{keys[pc.name]}.pickle"
         if use_cache and path.exists():
             try:
@@ -196,6 +202,8 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
                     upstream += built[s.id]  # fresh objects: each source belongs to one component
                 elif s.kind == "manifest":
                     upstream += _load_manifest(paths[s.id])
+                elif s.kind == "helm" and not skip_helm:
+                    upstream += _helm_template(plan, pc, s)
             objs = _render_component(plan, pc, upstream)
             results[pc.name] = objs
             if use_cache:
@@ -217,6 +225,31 @@ def _require_helm(pc: PlannedComponent, s: Source) -> None:
             file=f"components/{pc.name}/component.yaml", field=f"sources[{s.id}]",
             fix="install it with `kubeforge up` (Pulumi renders the chart itself), or put `helm` "
                 "on PATH to render to a directory")
+
+
+def _helm_template(plan: Plan, pc: PlannedComponent, s: Source) -> list[dict[str, Any]]:
+    """`helm template` of a pinned chart with the values the component's generate.py gives
+    (chart_values(ctx)); the same values the Pulumi stack passes to helm.v4.Chart."""
+    import subprocess
+    import tempfile
+
+    from kubeforge.kustomize import parse
+
+    module = _load_generate(pc)
+    ctx = Context(profile=plan.profile, plan=plan, component=pc, values=pc.values)
+    values = module.chart_values(ctx) if module is not None and hasattr(module, "chart_values") else {}
+    namespace = next(iter(pc.component.namespaces), "default")
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as vf:
+        json.dump(values, vf)
+        vf.flush()
+        cmd = ["helm", "template", pc.name, s.chart, "--repo", s.repo_url, "--version", s.version,
+               "--namespace", namespace, "--include-crds", "-f", vf.name]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise KubeforgeError(f"helm template of {s.chart} {s.version} failed: {proc.stderr.strip()[-800:]}",
+                             file=f"components/{pc.name}/component.yaml", field=f"sources[{s.id}]",
+                             fix="check the chart repository is reachable (or mirrored) and the values")
+    return [o for o in parse(proc.stdout) if isinstance(o, dict)]
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -1,13 +1,13 @@
 """The rendered objects verify/teardown/upgrade work from, even where a component cannot be
 rendered here: a Helm-chart component (the GPU Operator) needs `helm` outside Pulumi. Such a
-component gets no objects; its readiness comes from component.yaml `health`, and teardown finds
-its objects on the cluster by the kubeforge.io/component label instead."""
+component keeps only its generated objects; its readiness comes from component.yaml `health`,
+and teardown finds the chart's objects on the cluster by the kubeforge.io/component label."""
 from __future__ import annotations
 
 import shutil
 from typing import Any
 
-from kubeforge.model import Plan, Rendered, RenderedComponent
+from kubeforge.model import Plan, Rendered
 
 
 def needs_helm(pc: Any) -> bool:
@@ -17,18 +17,8 @@ def needs_helm(pc: Any) -> bool:
 
 
 def render_available(plan: Plan, mirror: str | None = None) -> tuple[Rendered, list[str]]:
-    """(Rendered with every planned component, names rendered without objects)."""
+    """(Rendered with every planned component, names rendered without their Helm charts)."""
     from kubeforge import api
 
     missing = [] if shutil.which("helm") else [n for n, pc in plan.components.items() if needs_helm(pc)]
-    if not missing:
-        return api.render(plan, mirror=mirror), []
-    sub = Plan(plan.profile, {n: pc for n, pc in plan.components.items() if n not in missing},
-               [[n for n in w if n not in missing] for w in plan.waves], plan.warnings)
-    sub.waves = [w for w in sub.waves if w]
-    part = api.render(sub, mirror=mirror) if sub.components else None
-    comps = {}
-    for n, pc in plan.components.items():
-        comps[n] = part.components[n] if n not in missing else \
-            RenderedComponent(name=n, version=pc.version, wave=pc.wave, objects=[])
-    return Rendered(plan=plan, components=comps), missing
+    return api.render(plan, mirror=mirror, skip_helm=bool(missing)), missing

@@ -108,23 +108,26 @@ def plan_teardown(rendered: Any, keep_crds: bool = False, unrendered: list[str] 
     steps: list[Step] = [Step("*", LEFTOVERS, note="namespaces kept by `kubeforge verify --keep-on-failure`")]
     crd_steps: list[Ref] = []
     for name in reversed(teardown_component_order(rendered.plan)):
-        if name in unrendered:
-            note = "Helm chart not rendered here: found on the cluster by label"
-            steps += [Step(name, phase, note=note, by_label=True) for phase in PHASES]
-            continue
+        # A Helm chart not rendered here: its generated objects are known, the chart's are found
+        # on the cluster by label, in every phase.
+        by_label = name in unrendered
+        chart = " (and the Helm chart's objects, found on the cluster by label)" if by_label else ""
         objs = rendered.components[name].objects
         crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
         crs = [o for o in objs if is_custom_resource(o)]
         # reverse apply order inside a phase: dependents go before what they depend on
         steps.append(Step(name, CUSTOM_RESOURCES, [Ref.of(o) for o in reversed(apply_order(crs))],
-                          [k for c in crds for k in crd_kinds(c)]))
+                          [k for c in crds for k in crd_kinds(c)], note=chart.strip(" ()"), by_label=by_label))
         steps.append(Step(name, WEBHOOKS, [Ref.of(o) for o in objs if o["kind"] in WEBHOOK_KINDS],
-                          note="plus webhook configurations its controllers created at runtime"))
+                          note="plus webhook configurations its controllers created at runtime" + chart,
+                          by_label=by_label))
         rest = [o for o in objs if o["kind"] not in (*WEBHOOK_KINDS, "Namespace", "CustomResourceDefinition")
                 and not is_custom_resource(o)]
-        steps.append(Step(name, WORKLOADS, [Ref.of(o) for o in _reverse_apply(rest)]))
+        steps.append(Step(name, WORKLOADS, [Ref.of(o) for o in _reverse_apply(rest)], note=chart.strip(" ()"),
+                          by_label=by_label))
         steps.append(Step(name, NAMESPACES, [Ref.of(o) for o in objs if o["kind"] == "Namespace"
-                                             and o["metadata"]["name"] not in PROTECTED_NAMESPACES]))
+                                             and o["metadata"]["name"] not in PROTECTED_NAMESPACES],
+                          note=chart.strip(" ()"), by_label=by_label))
         crd_steps.extend(Ref.of(o) for o in crds)
     if not keep_crds:
         steps.append(Step("*", CRDS, crd_steps, note="last: nothing that uses them is left"))

@@ -227,7 +227,7 @@ def build_graph(rendered: Rendered, *, charts: dict[str, list[HelmChart]] | None
     """The stack's resource graph from the rendered objects and the plan's DAG.
 
     `charts`: the Helm charts per component when `rendered` came from a plan with its Helm
-    sources taken out (see `without_helm`); by default they come from `rendered.plan`."""
+    sources taken out (`render(..., skip_helm=True)`); by default they come from `rendered.plan`."""
     plan = rendered.plan
     given_charts = charts
     nodes: dict[str, Node] = {}
@@ -342,20 +342,6 @@ def helm_charts(pc: Any, plan: Any = None) -> list[HelmChart]:
                       namespace=namespace, values=values) for s in srcs]
 
 
-def without_helm(plan: Any) -> Any:
-    """The plan with Helm sources taken out: Pulumi installs those charts itself (helm.v4.Chart),
-    so the stack renders only the rest and needs no local `helm` binary."""
-    import dataclasses
-
-    comps = {}
-    for name, pc in plan.components.items():
-        srcs = [s for s in pc.component.sources if s.kind != "helm"]
-        if len(srcs) != len(pc.component.sources):
-            pc = dataclasses.replace(pc, component=dataclasses.replace(pc.component, sources=srcs))
-        comps[name] = pc
-    return dataclasses.replace(plan, components=comps)
-
-
 def stack_graph(plan: Any, settings: Any, *, file: str, mirror: str | None = None) -> Graph:
     """Render the plan (Helm charts left to Pulumi), apply the stack's replica counts and build
     the object graph: what the program registers and what `kubeforge up` counts progress by."""
@@ -363,6 +349,6 @@ def stack_graph(plan: Any, settings: Any, *, file: str, mirror: str | None = Non
     from kubeforge.pulumi.settings import apply_replicas
 
     charts = {name: helm_charts(pc, plan) for name, pc in plan.components.items()}
-    rendered = api.render(without_helm(plan), mirror=mirror or settings.mirror or plan.profile.mirror)
+    rendered = api.render(plan, mirror=mirror or settings.mirror or plan.profile.mirror, skip_helm=True)
     apply_replicas([o for rc in rendered.components.values() for o in rc.objects], settings.replicas, file=file)
     return build_graph(rendered, charts=charts, await_load_balancers=settings.await_load_balancers)

@@ -188,3 +188,12 @@ def test_gpu_operator_without_helm_is_a_clear_error(cache, mirror_dir, monkeypat
     with pytest.raises(KubeforgeError) as e:
         render(make_plan(load_profile("gpu-operator")), mirror=str(mirror_dir))
     assert "needs the `helm` executable" in e.value.message and "kubeforge up" in e.value.fix
+
+
+def test_skip_helm_keeps_the_components_generated_objects(cache, mirror_dir, monkeypatch):
+    """Pulumi installs the chart itself and teardown finds it by label: both render with skip_helm."""
+    monkeypatch.setenv("PATH", os.path.dirname(os.__file__))
+    rendered = render(make_plan(load_profile("gpu-operator")), mirror=str(mirror_dir), skip_helm=True)
+    ops = rendered.components["gpu-operator"].objects
+    assert [o["metadata"]["name"] for o in ops if o["kind"] == "Namespace"] == ["gpu-operator"]
+    assert not [o for o in ops if o["kind"] in ("DaemonSet", "Deployment")]  # the chart's, not rendered
