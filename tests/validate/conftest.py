@@ -3,9 +3,6 @@ per session, offline) and plain upstream manifests, parsed as kubeforge parses t
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -31,23 +28,11 @@ FILES = {
         "github/NVIDIA/k8s-device-plugin/v0.20.0/deployments/static/gpu-feature-discovery-daemonset.yaml",
     "dcgm-exporter": "github/NVIDIA/dcgm-exporter/4.5.3-4.8.2/dcgm-exporter.yaml",
 }
-KUBECTL = Path(sys.executable).parent / "kubectl"
-
-
-def _kustomize(path: Path) -> list[dict]:
-    done = subprocess.run([str(KUBECTL), "kustomize", str(path)], capture_output=True, text=True,
-                          timeout=300)
-    if done.returncode:
-        raise RuntimeError(f"kubectl kustomize {path} failed: {done.stderr.strip()}")
-    return parse(done.stdout)
-
-
 @pytest.fixture(scope="session")
-def upstream_sets(mirror_dir: Path) -> dict[str, list[dict]]:
+def upstream_sets(mirror_dir: Path, upstream_builds) -> dict[str, list[dict]]:
     """name -> objects, in upstream order. Callers get deep copies via `upstream`."""
-    with ThreadPoolExecutor(2) as pool:      # two cores on the target machines
-        built = dict(zip(TREES, pool.map(lambda p: _kustomize(mirror_dir / p), TREES.values()),
-                         strict=True))
+    upstream_builds.prebuild(TREES.values())
+    built = {name: upstream_builds(rel) for name, rel in TREES.items()}
     for name, rel in FILES.items():
         built[name] = parse((mirror_dir / rel).read_text())
     return built
