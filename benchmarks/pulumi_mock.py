@@ -39,13 +39,13 @@ def bench(profile: str, mirror: str) -> dict:
 
     from kubeforge import api
     from kubeforge.pulumi import platform
-    from kubeforge.pulumi.graph import build_graph, helm_charts, without_helm
+    from kubeforge.pulumi.graph import build_graph, helm_charts
     from kubeforge.pulumi.resources import PlatformComponent
 
     plan = api.plan(api.load_profile(profile))
-    api.render(without_helm(plan), mirror=mirror)          # warm the render cache
+    api.render(plan, mirror=mirror, skip_helm=True)          # warm the render cache
     t = _clock()
-    rendered = api.render(without_helm(plan), mirror=mirror)
+    rendered = api.render(plan, mirror=mirror, skip_helm=True)
     render_wall, _ = _since(t)
     graph = build_graph(rendered, charts={n: helm_charts(pc, plan) for n, pc in plan.components.items()})
 
