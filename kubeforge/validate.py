@@ -389,6 +389,18 @@ def _image_findings(ob: _Object, node: Any, path: list) -> None:
                 _image_findings(ob, v, [*path, i])
 
 
+def _configmap_images(ob: _Object) -> None:
+    """Images that controllers read from ConfigMaps (KServe's inferenceservice-config, Knative's
+    queue-proxy, Katib's collectors), found by the same walker as `kubeforge images`, which
+    spells an untagged reference out as :latest."""
+    from kubeforge.images import list_images
+
+    for image in list_images([ob.obj]):
+        if image.endswith(":latest"):
+            ob.add(ERROR, "image-latest", f'image "{image}" (in the ConfigMap\'s data) uses the :latest '
+                   "tag or no tag; pin a version tag or a digest", ["data"])
+
+
 def _check_image(ob: _Object, image: str, path: list) -> None:
     if not image or "@" in image:          # empty: the schema's business; a digest pins it
         return
@@ -488,6 +500,8 @@ def _check_object(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_chec
                    ["metadata", "name"])
     else:
         _image_findings(ob, obj.get("spec"), ["spec"])
+        if ob.kind == "ConfigMap" and not ob.group:
+            _configmap_images(ob)
         if ob.kind == "Namespace" and not ob.group:
             _check_namespace(ob, md.get("labels") if isinstance(md.get("labels"), dict) else {})
         if ob.kind in _WORKLOAD_KINDS and k8s.validator(ob.group, ob.version, ob.kind) is not False:

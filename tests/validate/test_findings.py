@@ -374,3 +374,16 @@ def test_bench_reports_per_object_figures(upstream):
     figures = bench(upstream("katib"), V, repeat=1)
     assert set(figures) >= {"objects", "cold_ms_per_object", "warm_ms_per_object", "target_ms_per_object"}
     assert figures["objects"] == len(upstream("katib")) and figures["errors"] == 1
+
+
+def test_latest_image_inside_a_configmap_is_an_error(upstream, find):
+    """Images controllers read from ConfigMaps count too: an edited copy of Knative's
+    config-deployment whose queue-proxy image is untagged (named so) fails the image policy."""
+    cm = copy.deepcopy(find(upstream("knative-serving"), "ConfigMap", "config-deployment"))
+    image = cm["data"]["queue-sidecar-image"]
+    cm["data"]["queue-sidecar-image"] = image.split("@")[0].rsplit(":", 1)[0]
+    report = validate([cm], "1.34", allowlist=[])
+    (f,) = [f for f in report.errors if f.rule == "image-latest"]
+    assert f.path == "data" and "in the ConfigMap's data" in f.message
+    assert validate([find(upstream("knative-serving"), "ConfigMap", "config-deployment")], "1.34",
+                    allowlist=[]).errors == []
