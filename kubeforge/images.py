@@ -98,6 +98,23 @@ def parse_image(value: object) -> ImageRef | None:
     return ImageRef(domain, path, m["tag"], m["digest"])
 
 
+def floating_tag(image: str) -> str | None:
+    """How a reference floats: "latest", or "" for no tag (which means latest); None when it is
+    pinned by a version tag or a digest. The one judgement validate and the policy pack share."""
+    ref = parse_image(image)
+    if ref is not None:
+        if ref.digest:
+            return None
+        return "" if ref.tag is None else ("latest" if ref.tag == "latest" else None)
+    # Not a valid reference: judge its last component the way a runtime would read it.
+    if "@" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return ""
+    return "latest" if last.rsplit(":", 1)[1] == "latest" else None
+
+
 def _image_like(value: object) -> bool:
     """Stricter test for places that are not a container's `image` field."""
     return isinstance(value, str) and any(c in value for c in "/:@") and parse_image(value) is not None

@@ -402,13 +402,15 @@ def _configmap_images(ob: _Object) -> None:
 
 
 def _check_image(ob: _Object, image: str, path: list) -> None:
-    if not image or "@" in image:          # empty: the schema's business; a digest pins it
+    from kubeforge.images import floating_tag
+
+    if not image:                          # empty: the schema's business
         return
-    last = image.rsplit("/", 1)[-1]
-    if ":" not in last:
+    tag = floating_tag(image)
+    if tag == "":
         ob.add(ERROR, "image-untagged", f'image "{image}" has no tag, so it means :latest; pin a '
                f"version tag or a digest", path)
-    elif last.rsplit(":", 1)[1] == "latest":
+    elif tag == "latest":
         ob.add(ERROR, "image-latest", f'image "{image}" uses the :latest tag; pin a version tag or '
                f"a digest", path)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from kubeforge.images import floating_tag
+
 PSA_LABEL = "pod-security.kubernetes.io/enforce"
 PSA_LEVELS = ("privileged", "baseline", "restricted")
 # Privileged containers are allowed only in these node agents (workload names as rendered),
@@ -64,22 +66,13 @@ def namespace_pod_security(args: Any, report_violation: Report) -> None:
                          f"set one of {', '.join(PSA_LEVELS)}")
 
 
-def image_tag(image: str) -> str | None:
-    """The tag of an image reference; None when pinned by digest."""
-    if "@sha256:" in image:
-        return None
-    last = image.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else ""
-
-
 def no_latest_images(args: Any, report_violation: Report) -> None:
     """Images are pinned: a tag other than latest, or a digest."""
     spec = pod_spec(args.resource_type, args.props or {})
     if spec is None:
         return
     for c in containers(spec):
-        tag = image_tag(str(c.get("image", "")))
-        if tag is not None and tag in ("", "latest"):
+        if floating_tag(str(c.get("image", ""))) is not None:
             report_violation(f"{kind_of(args.resource_type)} {_name(args)}: container {c.get('name')} uses "
                              f"{c.get('image')!r}, which floats; pin a version tag or a digest")
 
