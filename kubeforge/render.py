@@ -71,14 +71,13 @@ def cache_key(plan: Plan, pc: PlannedComponent, code_hash: str, skip_helm: bool 
     material = {
         "code": code_hash,
         "component": pc.component.raw,
-        "values": pc.values,
-        # generate.py may read other components' values (the device plugin reads gpu-sharing's).
+        # Every enabled component's values, its own included: generate.py may read others' (the
+        # device plugin reads gpu-sharing's) and ask ctx.enabled().
         "plan_values": {n: p.values for n, p in plan.components.items()},
         "sources": [(s.id, s.sha256) for s in selected_sources(pc)],
         "generate": hashlib.sha256(gen.read_bytes()).hexdigest() if gen else None,
         "profile": prof.model_dump(mode="json", exclude={"components", "files", "name", "description",
                                                          "mirror"}),
-        "enabled": sorted(plan.components),
         "helm": [(s.id, s.version, s.sha256, skip_helm) for s in selected_sources(pc) if s.kind == "helm"],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
@@ -96,13 +95,6 @@ def _cache_dir() -> Path:
     from kubeforge.sources import cache_root
 
     return cache_root() / "rendered"
-
-
-def _load_manifest(path: Path) -> list[dict[str, Any]]:
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return [d for d in yaml.load_all(path.read_text(), Loader=loader) if d]
 
 
 def _render_component(plan: Plan, pc: PlannedComponent, upstream: list[dict[str, Any]]) -> list[dict]:
@@ -201,7 +193,7 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
                 if s.kind == "kustomize":
                     upstream += built[s.id]  # fresh objects: each source belongs to one component
                 elif s.kind == "manifest":
-                    upstream += _load_manifest(paths[s.id])
+                    upstream += kustomize.parse(paths[s.id].read_bytes())  # dates stay strings, as in builds
                 elif s.kind == "helm" and not skip_helm:
                     upstream += _helm_template(plan, pc, s)
             objs = _render_component(plan, pc, upstream)
