@@ -187,15 +187,7 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
         # Find the layer that set the field, so the message names the file to edit.
         culprit = path
         for f in reversed(files):
-            layer = _read_yaml(f)
-            node: Any = layer
-            for part in err["loc"]:
-                if isinstance(node, dict) and part in node:
-                    node = node[part]
-                else:
-                    node = None
-                    break
-            if node is not None or (err["type"] == "extra_forbidden" and _has_prefix(layer, err["loc"])):
+            if _has_prefix(_read_yaml(f), err["loc"]):
                 culprit = f
                 break
         fix = ("remove it or fix its spelling; `kubeforge profiles schema` lists the fields"
@@ -208,6 +200,7 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
 
 
 def _has_prefix(layer: dict, loc: tuple) -> bool:
+    """Whether this layer sets the field at `loc` (null counts: it is what failed)."""
     node: Any = layer
     for part in loc:
         if not isinstance(node, dict) or part not in node:
