@@ -62,7 +62,7 @@ def make_plan(profile: Profile, catalog: dict[str, Component] | None = None) -> 
         if name not in catalog:
             raise KubeforgeError(f"unknown component {name!r}", file=file, field=f"components.{name}",
                                  fix=f"use one of: {', '.join(sorted(catalog))}")
-    enabled = [n for n in sorted(profile.components) if profile.components[n].enabled]
+    enabled = profile.enabled()
 
     values: dict[str, dict[str, Any]] = {}
     for name in enabled:
