@@ -24,7 +24,7 @@ TREES = {
     "cert-manager": (KUBEFLOW, "common/cert-manager", "base"),
     "istio-crds": (KUBEFLOW, "common/istio/istio-crds", "base"),
     # The oauth2-proxy overlay of Istio uses a component from common/oauth2-proxy: a second tree,
-    # fetched, never built itself (its base needs oauth2_proxy.cfg, which the mirror does not hold).
+    # fetched, never built itself (a kustomize Component: only an overlay that uses it builds).
     "istio-install": (KUBEFLOW, "common/istio/istio-install", "overlays/oauth2-proxy"),
     "oauth2-proxy": (KUBEFLOW, "common/oauth2-proxy", "components/istio-external-auth-patches"),
     "knative-serving": (KUBEFLOW, "common/knative/knative-serving", "overlays/gateways"),

@@ -144,13 +144,23 @@ def test_local_reference_outside_the_fetched_roots_is_named(cache, mirror_dir):
                for o in kustomize.build(result["istio-install"]))
 
 
-def test_a_file_the_mirror_lacks_is_named_at_sync_time(cache, mirror_dir):
-    """common/oauth2-proxy/base generates a ConfigMap from oauth2_proxy.cfg, which the mirror does not hold."""
+def test_a_file_the_mirror_lacks_is_named_at_sync_time(cache, mirror_dir, tmp_path):
+    """common/oauth2-proxy/base generates a ConfigMap from oauth2_proxy.cfg. The shared mirror holds it
+    now, so the test makes its own gap: a copy of that tree with the file deleted, as a mirror."""
+    import shutil
+
     from mirror_trees import KUBEFLOW
 
-    src = kustomize_source(mirror_dir, "oauth2-proxy-base", KUBEFLOW, "common/oauth2-proxy", "base")
+    gapped = tmp_path / "gapped-mirror"
+    tree = KUBEFLOW.mirror_path("common/oauth2-proxy")
+    shutil.copytree(mirror_dir / tree, gapped / tree)
+    (gapped / tree / "base" / "oauth2_proxy.cfg").unlink()
+    src = kustomize_source(gapped, "oauth2-proxy-base", KUBEFLOW, "common/oauth2-proxy", "base")
     with pytest.raises(KubeforgeError) as e:
-        sync([src], mirror_dir)
+        sync([src], gapped)
     assert e.value.file == "github/kubeflow/manifests/26.03/common/oauth2-proxy/base/kustomization.yaml"
     assert "oauth2_proxy.cfg" in e.value.message and "mirror lacks" in e.value.fix
     assert not (cache / "tree").exists()
+    # The same tree with the file present syncs: the gap, not the tree, made the error.
+    whole = kustomize_source(mirror_dir, "oauth2-proxy-base", KUBEFLOW, "common/oauth2-proxy", "base")
+    assert (sync([whole], mirror_dir)["oauth2-proxy-base"] / "oauth2_proxy.cfg").is_file()
