@@ -317,7 +317,8 @@ def _crd_index(objects: list[dict]) -> dict[tuple[str, str], dict]:
     return out
 
 
-def _check_schema(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_checks: dict) -> str | None:
+def _check_schema(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_checks: dict,
+                  cluster: Any = None) -> str | None:
     """Schema checks; returns the object's scope ("Namespaced"/"Cluster") when known."""
     check = k8s.validator(ob.group, ob.version, ob.kind)
     if check is not False:
@@ -339,11 +340,14 @@ def _check_schema(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_chec
         ob.add(ERROR, "unknown-kind", f"{ob.api_version} {ob.kind} is not served: {hint}; {fix}")
         return None
     crd = crds.get((ob.group, ob.kind))
+    if crd is None and cluster is not None and cluster.provides(ob.group, ob.kind):
+        return None                     # the profile says the cluster serves it (cluster.apis)
     if crd is None:
         ob.add(ERROR, "crd-missing",
                f"custom resource {ob.kind} ({ob.api_version}) has no CustomResourceDefinition among "
-               f"the objects: enable the component that provides the {ob.group} CRDs, or add the "
-               f"CRD to this component's sources")
+               f"the objects: enable the component that provides the {ob.group} CRDs, add the "
+               f"CRD to this component's sources, or declare `cluster.apis: [{ob.group}]` in the "
+               f"profile if the cluster already serves it")
         return None
     spec = _d(crd.get("spec"))
     versions = [v for v in spec.get("versions") or () if isinstance(v, dict)]
@@ -476,7 +480,8 @@ def _check_metadata(ob: _Object, md: dict) -> None:
                        ["metadata", "labels", k])
 
 
-def _check_object(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_checks: dict) -> None:
+def _check_object(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_checks: dict,
+                  cluster: Any = None) -> None:
     obj = ob.obj
     md = obj.get("metadata")
     if not ob.api_version or not ob.kind or not isinstance(md, dict) or not ob.name:
@@ -485,7 +490,7 @@ def _check_object(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_chec
         ob.add(ERROR, "object-identity", f"the object has no {', '.join(missing)}",
                missing[0] if missing else "")
         return
-    scope = _check_schema(ob, k8s, crds, crd_checks)
+    scope = _check_schema(ob, k8s, crds, crd_checks, cluster)
     _check_metadata(ob, md)
     if scope == "Cluster" and ob.namespace:
         ob.add(WARNING, "namespace-scope", f"{ob.kind} is cluster-scoped; metadata.namespace "
@@ -517,11 +522,13 @@ def _check_object(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_chec
                "server-side-apply only")
 
 
-def validate(objects: list[dict], kubernetes_version: str, allowlist: Any = None) -> Report:
+def validate(objects: list[dict], kubernetes_version: str, allowlist: Any = None,
+             cluster: Any = None) -> Report:
     """Validate objects for a Kubernetes version ("1.34"); never modifies them.
 
     allowlist: None for components/_allowlist.yaml, a path, a {entries: [...]} mapping, a list of
-    entries, or [] for none.
+    entries, or [] for none. cluster: the profile's `cluster` (kubeforge.profile.Cluster): custom
+    resources of the APIs it says the cluster serves need no CRD among the objects.
     """
     k8s = schemas.builtin(kubernetes_version)
     entries = _resolve_allowlist(allowlist)
@@ -538,7 +545,7 @@ def validate(objects: list[dict], kubernetes_version: str, allowlist: Any = None
                                     f"object #{i} is a {type(obj).__name__}, not a mapping"))
             continue
         ob = _Object(obj, findings)
-        _check_object(ob, k8s, crds, crd_checks)
+        _check_object(ob, k8s, crds, crd_checks, cluster)
         key = (ob.group, ob.kind, ob.namespace, ob.name)
         if ob.kind and ob.name and key in seen:
             ob.add(ERROR, "duplicate-object", f"the same object is also object #{seen[key]}; the "
