@@ -23,7 +23,8 @@ from kubeforge.ordering import apply_order
 
 # Code whose change must invalidate cached renders.
 _CODE = ("render.py", "transforms.py", "images.py", "kustomize.py", "ordering.py", "sources.py", "secrets.py",
-         "gpu/sharing.py", "gpu/mig.py", "gpu/manifests.py", "gpu/parsers.py", "gpu/dcgm.py")
+         "gpu/sharing.py", "gpu/mig.py", "gpu/manifests.py", "gpu/parsers.py", "gpu/dcgm.py",
+         "monitoring.py")
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Context:
         if source_id not in self.files:
             raise KubeforgeError(f"{self.component.name} reads source {source_id!r}, which is not one of "
                                  "its selected raw sources", file=f"components/{self.component.name}/component.yaml",
-                                 field="sources", fix=f"declare it with `raw: true` (and a `when:` that matches)")
+                                 field="sources", fix="declare it with `raw: true` (and a `when:` that matches)")
         return self.files[source_id].read_bytes()
 
     def enabled(self, name: str) -> bool:
