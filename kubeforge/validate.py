@@ -30,6 +30,12 @@ from kubeforge.model import LABEL_COMPONENT
 
 ERROR, WARNING = "error", "warning"
 
+
+def _monitoring_rules() -> dict[str, str]:
+    from kubeforge.validate_monitoring import RULES as monitoring
+
+    return monitoring
+
 # kubectl's client-side apply stores the whole object in the last-applied-configuration
 # annotation, and all annotations of an object together may hold at most 256 KiB.
 CLIENT_SIDE_APPLY_LIMIT = 256 * 1024
@@ -56,6 +62,7 @@ RULES = {
     "resources": "workload containers request CPU/memory (warning)",
     "allowlist-stale": "every allowlist entry still matches a finding",
 }
+RULES.update(_monitoring_rules())
 
 # Built-in kinds that are cluster-scoped (the OpenAPI schema does not say; kustomize keeps the
 # same list). Anything else built in is namespaced.
@@ -553,8 +560,18 @@ def validate(objects: list[dict], kubernetes_version: str, allowlist: Any = None
         seen.setdefault(key, i)
         object_ms.append((f"{ob.kind} {ob.namespace + '/' if ob.namespace else ''}{ob.name}",
                           1000 * (time.perf_counter() - t0)))
+    _monitoring(objects, findings)
     _apply_allowlist(findings, entries, objects)
     return Report(k8s.version, len(objects), findings, time.perf_counter() - start, object_ms)
+
+
+def _monitoring(objects: list, findings: list[Finding]) -> None:
+    """Rules across monitoring objects (kubeforge.validate_monitoring): PromQL, monitor targets,
+    dashboards' datasources."""
+    from kubeforge import validate_monitoring
+
+    for severity, rule, message, obj, path in validate_monitoring.check(objects):
+        _Object(obj, findings).add(severity, rule, message, path)
 
 
 def _apply_allowlist(findings: list[Finding], entries: list[AllowEntry], objects: list) -> None:
