@@ -16,8 +16,14 @@ from kubeforge.pulumi.settings import StackSettings
 SM = "monitoring.coreos.com/ServiceMonitor/dcgm-exporter/dcgm-exporter"
 
 
-def _render(mirror_dir, apis=None):
-    over = {"components": {"dcgm-exporter": {"values": {"serviceMonitor": True}}}}
+MONITORING = ("prometheus-operator-crds", "kube-prometheus", "gpu-monitoring", "platform-monitors")
+
+
+def _render(mirror_dir, apis=None, crds=False):
+    """gpu-onprem without kubeforge's monitoring (an existing Prometheus Operator would provide
+    it), dcgm-exporter shipping upstream's own ServiceMonitor; optionally just the operator CRDs."""
+    over = {"components": {"dcgm-exporter": {"values": {"serviceMonitor": True}},
+                           **{n: {"enabled": crds and n == "prometheus-operator-crds"} for n in MONITORING}}}
     if apis is not None:
         over["cluster"] = {"apis": apis}
     plan = api.plan(api.load_profile("gpu-onprem", over))
@@ -38,6 +44,13 @@ def test_servicemonitor_without_its_crd_fails_validation_and_the_graph(mirror_di
     with pytest.raises(KubeforgeError) as e:
         stack_graph(plan, StackSettings(profile="gpu-onprem"), file="Pulumi.test.yaml", mirror=str(mirror_dir))
     assert e.value.field == "cluster.apis" and SM in e.value.message
+
+
+def test_with_the_operator_crds_component_it_validates(mirror_dir):
+    plan, rendered = _render(mirror_dir, crds=True)
+    assert _crd_missing(rendered) == []
+    assert [f.line() for f in api.validate(rendered).errors] == []
+    assert build_graph(rendered).unresolved == []
 
 
 @pytest.mark.parametrize("apis", [["monitoring.coreos.com"], ["monitoring.coreos.com/ServiceMonitor"]])
