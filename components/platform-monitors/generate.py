@@ -135,9 +135,9 @@ def _alerts(comps: list[str]) -> dict:
     for c in comps:
         rules.append({"alert": "KubeforgeComponentMetricsAbsent", "expr": f'absent(up{{{LABEL}="{c}"}})',
                       "for": "15m", "labels": {"severity": "warning", LABEL: c},
-                      "annotations": {"summary": f"no {c} target is scraped",
-                                      "description": f"Prometheus finds nothing to scrape for {c}: its monitor "
-                                                     "selects no running pod, or discovery is not allowed."}})
+                      "annotations": {"summary": "no {{ $labels." + LABEL + " }} target is scraped",
+                                      "description": "Prometheus finds nothing to scrape for the component: its "
+                                                     "monitor selects no running pod, or discovery is not allowed."}})
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
             "metadata": {"name": RULE_NAME, "namespace": monitoring.NAMESPACE,
                          "labels": {"prometheus": "k8s", "role": "alert-rules"}},
