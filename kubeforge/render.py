@@ -105,6 +105,20 @@ def cache_key(plan: Plan, pc: PlannedComponent, code_hash: str, skip_helm: bool 
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _entry_name(key: str, pc: PlannedComponent, store: Any) -> str:
+    """The cache entry of a component for this install: components that use per-install secrets
+    get one entry per set of values, so two installs of one profile on a machine (or parallel
+    test workers) do not evict each other. Written after rendering, read before: the secrets a
+    first render made are in the store by then."""
+    specs = pc.component.secrets
+    if not specs or store is None:
+        return key
+    from kubeforge.secrets import digest
+
+    mine = [n for n in store.names() if any(sp.matches(n) for sp in specs.values())]
+    return f"{key}-{(digest(store, mine) or '')[:16]}"
+
+
 def _build_key(s: Source) -> str:
     from kubeforge.kustomize import kustomize_bin
 
@@ -180,7 +194,8 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
     keys = {}
     for pc in plan.components.values():
         keys[pc.name] = cache_key(plan, pc, code_hash, skip_helm)
-        cached = _read_cached(cdir / f"{keys[pc.name]}.pickle", secrets) if use_cache else None
+        cached = _read_cached(cdir / f"{_entry_name(keys[pc.name], pc, secrets)}.pickle", secrets) \
+            if use_cache else None
         if cached is not None:
             results[pc.name] = cached
             continue
@@ -235,7 +250,7 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
 
                 entry = {"objects": objs, "secrets": used, "digest": digest(secrets, used) if used else None}
                 # An entry made with secrets holds their values: private to the user.
-                _write_atomic(cdir / f"{keys[pc.name]}.pickle", pickle.dumps(entry, protocol=5),
+                _write_atomic(cdir / f"{_entry_name(keys[pc.name], pc, secrets)}.pickle", pickle.dumps(entry, protocol=5),
                               private=bool(used))
 
     _check_duplicates(plan, {n: r[0] for n, r in results.items()})

@@ -222,3 +222,16 @@ def test_two_processes_making_one_install_agree_on_a_new_secret(demo_home, tmp_p
     first = a.put("demo-key", "a" * 32)
     assert b.put("demo-key", "b" * 32) == first
     assert yaml.safe_load(path.read_text())["demo-key"] == first
+
+
+def test_two_installs_of_one_profile_keep_their_own_cache_entries(demo_home, tmp_path):
+    """Installs A and B of the same profile (same settings, own secrets) render alternately on
+    one machine: after each has rendered once, both hit the cache."""
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first_a = _render_text(ks.FileStore(a))
+    first_b = _render_text(ks.FileStore(b))
+    assert first_a != first_b                                # different installs, different values
+    for path, text in ((a, first_a), (b, first_b)):
+        stats: dict = {}
+        assert _render_text(ks.FileStore(path), stats) == text
+        assert stats["misses"] == [], path.name
