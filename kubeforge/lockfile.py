@@ -83,7 +83,7 @@ def relock(catalog_dir: Path, mirror: Path, only: list[str] | None = None) -> li
         # Pins are replaced in place, in document order, so comments and layout survive; a quoted
         # placeholder of 64 zeros works too. Earlier releases' pins sit under `previous:`.
         cursor = 0
-        for release in [None, *((doc.get(releases.KEY) or {}))]:
+        for release in [None, *(doc.get(releases.KEY) or {})]:
             at = releases.at_release(doc, repos, release, str(comp_yaml))
             if release is not None:
                 cursor = max(cursor, text.find(f"\n{releases.KEY}:"))
