@@ -88,8 +88,9 @@ def _version_by_images(name: str, objs: list[dict], renders: dict[str, Any]) -> 
     if len(versions) != 1:
         # kubeflow/manifests 26.03 charts Istio 1.29.0 but runs the 1.28.0 images of v1.11.0.
         return None, f"its images are the same at {' and '.join(rels)}"
-    sample = sorted({i for imgs in live.values() for i in imgs})[:2]
-    return versions[0], f"images of release {' and '.join(rels)} ({', '.join(sample)}{', ...' if len(sample) > 1 else ''})"
+    images = sorted({i for imgs in live.values() for i in imgs})
+    more = f", {len(images) - 1} more" if len(images) > 1 else ""
+    return versions[0], f"images of release {' and '.join(rels)}: {images[0].split('@')[0]}{more}"
 
 
 def _version_by_label(objs: list[dict]) -> str | None:

@@ -97,7 +97,9 @@ class UpgradePlan:
                 "components": [asdict(c) for c in self.components],
                 "blockers": [asdict(b) for b in self.blockers], "warnings": self.warnings,
                 "tuples": self.tuples, "order": self.order,
-                "prune": [{"component": p["component"], "object": p["object"]} for p in self.prune]}
+                "prune": [{"component": p["component"], "object": p["object"], "apiVersion": p["obj"]["apiVersion"],
+                           "kind": p["obj"]["kind"], "name": p["obj"]["metadata"]["name"],
+                           "namespace": p["obj"]["metadata"].get("namespace")} for p in self.prune]}
 
 
 # -- versions -----------------------------------------------------------------------------
@@ -549,7 +551,7 @@ def analyze(old: Side, new: Side, stored: dict[str, list[str]] | None = None,
     warnings += [f"installed tuple: {p}" for p in tuples.get("old_problems", [])]
     changed = [c.name for c in comps if c.change in ("upgrade", "downgrade", "added", "adopt")
                or (c.change == "same" and (c.crds or c.adopt or any(c.objects.get(k) for k in ("added", "changed"))))]
-    order = upgrade_order(new, changed)
+    order = _with_adoption(upgrade_order(new, changed), old.adopt)
     prune = prune_list(old, new)
     removed = [c.name for c in comps if c.change == "removed"]
     if prune:
@@ -560,6 +562,22 @@ def analyze(old: Side, new: Side, stored: dict[str, list[str]] | None = None,
         order.append({"wave": None, "phase": "remove", "components": removed,
                       "objects": None, "note": "kubeforge teardown of these components, after the upgrade"})
     return UpgradePlan(old.label, new.label, comps, blockers, warnings, order, tuples, prune)
+
+
+def _with_adoption(order: list[dict[str, Any]], adopt: dict[str, int]) -> list[dict[str, Any]]:
+    """A step per wave that names the objects whose kubectl-owned fields pass to kubeforge (each
+    just before kubeforge first applies it, kubeforge/lifecycle/adopt.py)."""
+    out, seen = [], set()
+    for step in order:
+        if step["wave"] is not None and step["wave"] not in seen:
+            seen.add(step["wave"])
+            names = [n for n in step["components"] if adopt.get(n)]
+            if names:
+                out.append({"wave": step["wave"], "phase": "adopt", "components": names,
+                            "objects": sum(adopt[n] for n in names),
+                            "note": "kubectl's fields pass to kubeforge, each just before its apply"})
+        out.append(step)
+    return out
 
 
 def _stored_of(crd: dict | None) -> list[str] | None:

@@ -101,7 +101,7 @@ def test_kubectl_install_is_read_from_images_and_refused_for_the_knative_skip(ol
     # The v1.11.0 tuple, told from the images (no kubeforge label is on this cluster).
     for name, version in {"knative-serving": "1.16.2", "cert-manager": "1.16.1", "kserve": "0.15.2"}.items():
         assert comps[name]["old_version"] == version, comps[name]
-        assert comps[name]["found"].startswith("images of release v1.11.0 "), comps[name]["found"]
+        assert comps[name]["found"].startswith("images of release v1.11.0: "), comps[name]["found"]
     # Katib's images are the same in both releases, and so is its version.
     assert comps["katib"]["old_version"] == "0.19.0" and "26.03 and v1.11.0" in comps["katib"]["found"]
     # kubeflow/manifests 26.03 charts Istio 1.29.0 but runs v1.11.0's 1.28.0 images, so the images
@@ -278,3 +278,14 @@ def test_pruning_needs_confirmation_and_keep_removed_keeps(old_upstream, monkeyp
     assert rc == 0 and "kept 1 object(s)" in capsys.readouterr().out
     assert ("rbac.authorization.k8s.io", "RoleBinding", "cert-manager", "cert-manager-cert-manager-tokenrequest") \
         in cluster.store
+
+
+def test_the_docs_excerpt_is_what_the_dry_run_prints(old_upstream, repo_root, monkeypatch, capsys, mirror_dir):
+    cluster = kubectl_installed(old_upstream)
+    _use(monkeypatch, cluster)
+    main(["upgrade", "-p", "dev", "--from", "cluster", "--dry-run", "--mirror", str(mirror_dir)])
+    printed = capsys.readouterr().out.splitlines()
+    doc = (repo_root / "docs" / "lifecycle.md").read_text()
+    excerpt = doc.split("(tests/lifecycle/test_upgrade_adopt.py), not from a live cluster:\n\n```\n", 1)[1]
+    excerpt = excerpt.split("```", 1)[0].splitlines()
+    assert excerpt and [line for line in printed if line in excerpt] == excerpt, "paste the dry run's lines"
