@@ -142,3 +142,10 @@ def test_written_render_is_the_release(tmp_path, mirror_dir):
 def test_accept_skip_of_an_unknown_component_is_a_usage_error(capsys):
     rc = main(["upgrade", "-p", "dev", "--from", RELEASE, "--dry-run", "--accept-skip", "knative"])
     assert rc == 2 and "--accept-skip" in capsys.readouterr().err
+
+
+def test_the_docs_example_is_what_the_command_prints(repo_root, capsys, mirror_dir):
+    marker = f"<!-- upgrade-report: upgrade -p dev --from {RELEASE} --dry-run -->\n```\n"
+    block = (repo_root / "docs" / "lifecycle.md").read_text().split(marker, 1)[1].split("```", 1)[0]
+    main(["upgrade", "-p", "dev", "--from", RELEASE, "--dry-run", "--mirror", str(mirror_dir)])
+    assert capsys.readouterr().out == block, "docs/lifecycle.md's example: paste the command's output"
