@@ -15,7 +15,7 @@ from kubeforge.paths import components_dir
 
 _KEYS = {"name", "version", "description", "namespaces", "requires", "after", "provides",
          "conflicts", "requiresWhen", "kubernetes", "compat", "gpu", "sources", "values", "health",
-         "helm", "notes", "valuesFromProfile", "previous", "upgrade"}
+         "helm", "notes", "valuesFromProfile", "secrets", "previous", "upgrade"}
 _SOURCE_KINDS = ("manifest", "kustomize", "helm")
 
 
@@ -76,6 +76,7 @@ def load_component(folder: Path, repos: dict[str, Any] | None = None, release: s
     (kubeforge/releases.py)."""
     from kubeforge import releases, yamlio
     from kubeforge.lockfile import LOCK_NAME, read_lock
+    from kubeforge.secrets import parse_specs
 
     path = folder / "component.yaml"
     file = _rel(path)
@@ -119,6 +120,7 @@ def load_component(folder: Path, repos: dict[str, Any] | None = None, release: s
         gpu=bool(raw.get("gpu", False)),
         health=raw.get("health") or {},
         raw=raw,
+        secrets=parse_specs(raw.get("secrets"), file=file),
     )
 
 
@@ -132,6 +134,9 @@ def _load_catalog(root: Path, release: str | None) -> dict[str, Component]:
     for folder in sorted(p for p in root.iterdir() if (p / "component.yaml").exists()):
         comp = load_component(folder, repos, release)
         out[comp.name] = comp
+    from kubeforge.secrets import check_shared
+
+    check_shared(out)
     return out
 
 
