@@ -580,3 +580,31 @@ def read(project: str, path: Path, *, file: str, check_profile: bool = True) -> 
 
     config, _ = read_stack_file(path)
     return parse(PROJECTS[project], config, file=file, check_profile=check_profile)
+
+
+def stack_ref_target(ref: str) -> tuple[str, str] | None:
+    """`organization/kubeforge-cluster-eks/prod` (or `kubeforge-cluster-eks/prod`) -> (project, stack)."""
+    parts = [p for p in ref.split("/") if p]
+    return (parts[-2], parts[-1]) if len(parts) >= 2 else None
+
+
+def check_consumer(profile: Any, cluster_stack: str, *, file: str, root: Path) -> ClusterSettings | None:
+    """A platform stack on a cloud cluster stack of this checkout: same Kubernetes version and GPU
+    mode, or exit 2 naming both stack files (checked before Pulumi starts)."""
+    target = stack_ref_target(cluster_stack)
+    if not target or not target[0].startswith("kubeforge-") or target[0][len("kubeforge-"):] not in PROJECTS:
+        return None
+    project, env = target[0][len("kubeforge-"):], target[1]
+    path = root / project / f"Pulumi.{env}.yaml"
+    if not path.is_file():
+        return None      # a cluster stack kept elsewhere: its outputs are all we will see
+    rel = f"stacks/{project}/Pulumi.{env}.yaml"
+    c = read(project, path, file=rel)
+    for what, mine, theirs in (("kubernetesVersion", profile.kubernetesVersion, c.kubernetes_version),
+                               ("gpu.mode", profile.gpu.mode, c.gpu_mode)):
+        if mine != theirs:
+            raise KubeforgeError(
+                f"{what} is {mine} here but {theirs} on the cluster stack {rel} (profile {c.profile})",
+                file=file, field=f"config.kubeforge:{'gpu' if what == 'gpu.mode' else what}",
+                fix=f"make them agree: the cluster's node pools are built for {what} {theirs} (edit {file} or {rel})")
+    return c

@@ -75,18 +75,20 @@ class _Eks:
         public_rt = aws.ec2.RouteTable("public", vpc_id=vpc.id, routes=[aws.ec2.RouteTableRouteArgs(
             cidr_block="0.0.0.0/0", gateway_id=igw.id)], tags={"Name": f"{name}-public"}, opts=self.opts())
         private: dict[str, pulumi.Input[str]] = {}
-        waits: list[pulumi.Resource] = [vpc]
+        # The cluster waits for all of the network, so `destroy` removes none of it before the cluster.
+        waits: list[pulumi.Resource] = [vpc, igw, public_rt]
         nat = None
         for i, zone in enumerate(self.s.zones):
             pub = aws.ec2.Subnet(f"public-{zone}", vpc_id=vpc.id, cidr_block=str(blocks[8 + i]), availability_zone=zone,
                                  tags={"Name": f"{name}-public-{zone}", "kubernetes.io/role/elb": "1"},
                                  opts=self.opts())
-            aws.ec2.RouteTableAssociation(f"public-{zone}", subnet_id=pub.id, route_table_id=public_rt.id,
-                                          opts=self.opts())
+            pub_assoc = aws.ec2.RouteTableAssociation(f"public-{zone}", subnet_id=pub.id, route_table_id=public_rt.id,
+                                                      opts=self.opts())
             if nat is None or net["natGateways"] == "perZone":
                 eip = aws.ec2.Eip(f"nat-{zone}", domain="vpc", tags={"Name": f"{name}-nat-{zone}"}, opts=self.opts())
                 nat = aws.ec2.NatGateway(f"nat-{zone}", allocation_id=eip.allocation_id, subnet_id=pub.id,
                                          tags={"Name": f"{name}-{zone}"}, opts=self.opts(depends_on=[igw]))
+                waits.append(eip)
             priv = aws.ec2.Subnet(f"private-{zone}", vpc_id=vpc.id, cidr_block=str(blocks[i]), availability_zone=zone,
                                   tags={"Name": f"{name}-private-{zone}", "kubernetes.io/role/internal-elb": "1"},
                                   opts=self.opts())
@@ -96,7 +98,7 @@ class _Eks:
             assoc = aws.ec2.RouteTableAssociation(f"private-{zone}", subnet_id=priv.id, route_table_id=rt.id,
                                                   opts=self.opts())
             private[zone] = priv.id
-            waits += [priv, assoc, nat]
+            waits += [pub, pub_assoc, priv, rt, assoc, nat]
         return list(private.values()), private, waits
 
     # -- IAM ----------------------------------------------------------------------------------
