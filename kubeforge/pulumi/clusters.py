@@ -478,7 +478,7 @@ def _per_cloud(s: ClusterSettings, g: NodeGroup, raw: dict[str, Any], where: str
             raise _err("MIG partitions on EKS are made on the node (the GPU Operator's MIG manager, profile "
                        "gpu.mig), not by the node group", file, f"{where}.mig", "drop mig")
         rv = g.release_version
-        if rv is not None and not re.fullmatch(re.escape(s.kubernetes_version) + r"\.\d+-\d{8}", str(rv)) \
+        if rv is not None and s.profile_file and not re.fullmatch(re.escape(s.kubernetes_version) + r"\.\d+-\d{8}", str(rv)) \
                 and not (g.os == "bottlerocket" and re.fullmatch(r"\d+\.\d+\.\d+-[0-9a-f]{8}", str(rv))):
             raise _err(f"releaseVersion {rv!r} is not an AMI release of Kubernetes {s.kubernetes_version}", file,
                        f"{where}.releaseVersion", f"e.g. {s.kubernetes_version}.2-20251120 (AL2023) or drop it")

@@ -604,6 +604,8 @@ BAD = [
     ("GPU groups with gpu.mode none", "eks", _eks(profile="dev"), "gpuNodeGroups", "gpu.mode"),
     ("host mode on Bottlerocket", "eks", _eks(gpuNodeGroups=_group(os="bottlerocket")), "gpuNodeGroups[0].os",
      "al2023"),
+    ("AMI release of another Kubernetes", "eks", _eks(gpuNodeGroups=_group(releaseVersion="1.33.2-20251120")),
+     "gpuNodeGroups[0].releaseVersion", "1.34.2-"),
     ("MIG on EKS", "eks", _eks(gpuNodeGroups=_group(mig="1g.10gb")), "gpuNodeGroups[0].mig", "drop mig"),
     ("duplicate group", "eks", _eks(gpuNodeGroups=_group() + _group()), "gpuNodeGroups[1].name", "own name"),
     ("both VPC and subnets", "eks", _eks(network={"vpcCidr": "10.0.0.0/16", "subnetIds": ["subnet-0123456789abcdef0"]}),
