@@ -669,3 +669,15 @@ def test_kubeconfig_secret_static_check_decodes_base64_the_way_aks_returns_it():
     assert require_exec_auth(base64.b64decode(base64.b64encode(json.dumps(good).encode())).decode(), "x")
     with pytest.raises(KubeforgeError):
         require_exec_auth(json.dumps({"users": [{"name": "u", "user": {"client-key-data": "x"}}]}), "x")
+
+
+@pytest.mark.parametrize("cloud, env", ENVS)
+def test_graph_summary_is_the_reviewed_one(cloud, env):
+    import cluster_summary
+
+    want = cluster_summary.path(cloud, env)
+    got = cluster_summary.dumps(cluster_summary.summarize(cloud, env, run_cluster(cloud, env)[0]))
+    assert want.exists(), f"no reviewed summary {want}; run: .venv/bin/python tests/pulumi/cluster_summary.py --write"
+    assert got == want.read_text(), (
+        f"the cluster-{cloud}/{env} graph changed; review the diff of .venv/bin/python tests/pulumi/cluster_summary.py "
+        f"--write {cloud}-{env} and commit it")

@@ -292,7 +292,7 @@ def test_mandatory_policies_hold_on_the_profile_graph(profile, mirror_dir):
     assert violations == []
 
 
-@pytest.mark.parametrize("project", ["platform", "cluster-onprem"])
+@pytest.mark.parametrize("project", ["platform", "cluster-onprem", "cluster-eks", "cluster-gke", "cluster-aks"])
 def test_projects_disable_default_providers_and_run_one_main(project):
     """Pulumi.yaml turns default providers off for every package, and __main__ only calls main()."""
     d = REPO / "stacks" / project
