@@ -618,6 +618,15 @@ BAD = [
                                "profile": "gpu-onprem", "gpuNodeGroups": [
                                    {"name": "t4", "instanceType": "Standard_NC4as_T4_v3", "mig": "MIG1g"}]},
      "gpuNodeGroups[0].mig", "MIG-capable"),
+    ("GKE accelerator that contradicts the machine", "gke", {
+        **{k.split(":", 1)[1]: v for k, v in stack_config("gke", "prod").items()},
+        "gpuNodeGroups": [{"name": "h100", "instanceType": "a3-highgpu-8g",
+                           "accelerator": {"type": "nvidia-l4", "count": 8}}]}, "gpuNodeGroups[0].accelerator",
+     "machine type decides"),
+    ("node-pool MIG with the GPU Operator", "aks", {
+        **{k.split(":", 1)[1]: v for k, v in stack_config("aks", "prod").items()},
+        "gpuNodeGroups": [{"name": "a100", "instanceType": "Standard_NC24ads_A100_v4", "mig": "MIG1g"}]},
+     "gpuNodeGroups[0].mig", "gpu.mig"),
     ("GKE capacity block", "gke", {**{k.split(":", 1)[1]: v for k, v in stack_config("gke", "prod").items()},
                                    "gpuNodeGroups": [{"name": "x", "instanceType": "a3-highgpu-8g",
                                                       "capacityType": "CAPACITY_BLOCK"}]},
