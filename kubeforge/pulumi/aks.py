@@ -130,9 +130,5 @@ class _Aks:
         cloud.export(s, kubeconfig, groups, cluster.id, cluster.fqdn)
 
 
-def deploy(s: ClusterSettings) -> None:
-    _Aks(s).deploy()
-
-
 def main() -> None:
-    cloud.run("aks", deploy)
+    cloud.run("aks", lambda s: _Aks(s).deploy())

@@ -240,9 +240,5 @@ class _Eks:
         cloud.export(s, kubeconfig, groups, cluster.arn, cluster.endpoint)
 
 
-def deploy(s: ClusterSettings) -> None:
-    _Eks(s).deploy()
-
-
 def main() -> None:
-    cloud.run("eks", deploy)
+    cloud.run("eks", lambda s: _Eks(s).deploy())

@@ -151,9 +151,5 @@ class _Gke:
         cloud.export(s, kubeconfig, groups, cluster.id, cluster.endpoint)
 
 
-def deploy(s: ClusterSettings) -> None:
-    _Gke(s).deploy()
-
-
 def main() -> None:
-    cloud.run("gke", deploy)
+    cloud.run("gke", lambda s: _Gke(s).deploy())

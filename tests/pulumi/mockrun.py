@@ -60,6 +60,16 @@ class RunResult:
     def of_type(self, prefix: str) -> list[Registration]:
         return [r for r in self.registrations.values() if r.type.startswith(prefix)]
 
+    def ancestors(self, urn: str) -> set[str]:
+        """Everything `urn` waits for, transitively: what `destroy` removes only after it."""
+        regs, seen, todo = self.registrations, set(), list(self.registrations[urn].dependencies)
+        while todo:
+            d = todo.pop()
+            if d not in seen and d in regs:
+                seen.add(d)
+                todo += regs[d].dependencies
+        return seen
+
 
 class _Mocks(mocks.Mocks):
     def __init__(self, stack_outputs: dict[str, dict[str, Any]], invokes: dict[str, Callable],
@@ -192,3 +202,19 @@ def run(program: Callable[[], Any], *, config: dict[str, Any] | None = None,
             secret.add(name)
     return RunResult(registrations=dict(monitor.records), outputs=outputs, secret_outputs=secret,
                      invokes=list(m.called), urns=list(monitor.urns), invoke_args=list(m.call_args))
+
+
+def policy_violations(res: RunResult, level: str = "mandatory") -> list[str]:
+    """The policy pack's policies of `level` over every recorded registration, as the engine would
+    run them in `pulumi preview --policy-pack stacks/policy`."""
+    import types
+
+    from kubeforge.pulumi import policies
+
+    out: list[str] = []
+    for r in res.registrations.values():
+        args = types.SimpleNamespace(resource_type=r.type, props=r.inputs, name=r.name)
+        for name, _, fn, lvl in policies.POLICIES:
+            if lvl == level:
+                fn(args, lambda msg, urn=None, name=name: out.append(f"{name}: {msg}"))
+    return out

@@ -69,13 +69,7 @@ def one(res: RunResult, typ: str, name: str):
 
 
 def ancestors(res: RunResult, urn: str) -> set[str]:
-    regs, seen, todo = res.registrations, set(), list(res.registrations[urn].dependencies)
-    while todo:
-        d = todo.pop()
-        if d not in seen and d in regs:
-            seen.add(d)
-            todo += regs[d].dependencies
-    return seen
+    return res.ancestors(urn)
 
 
 def profile_of(cloud: str, env: str):
@@ -328,18 +322,9 @@ def test_6_gke_node_account_and_admins_least_privilege():
 
 @pytest.mark.parametrize("cloud, env", ENVS)
 def test_6_the_policy_packs_mandatory_policies_hold(cloud, env):
-    import types
+    from mockrun import policy_violations
 
-    from kubeforge.pulumi import policies
-
-    res, _ = run_cluster(cloud, env)
-    violations = []
-    for r in res.registrations.values():
-        args = types.SimpleNamespace(resource_type=r.type, props=r.inputs, name=r.name)
-        for name, _, fn, level in policies.POLICIES:
-            if level == "mandatory":
-                fn(args, lambda msg, urn=None, name=name: violations.append(f"{name}: {msg}"))
-    assert violations == []
+    assert policy_violations(run_cluster(cloud, env)[0]) == []
 
 
 # -- 7 ----------------------------------------------------------------------------------------
