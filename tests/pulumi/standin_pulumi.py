@@ -3,7 +3,9 @@
 It records every invocation (argv, working directory, backend URL, whether a passphrase was set)
 as one JSON line in $STANDIN_PULUMI_LOG, keeps stack existence as files under the file backend
 like the real CLI does (<backend>/.pulumi/stacks/<project>/<stack>.json; `destroy` leaves the
-stack with 0 resources, as the real CLI does), and for
+stack with 0 resources, as the real CLI does), keeps `config set` values in a JSON file beside it
+(the real CLI writes Pulumi.<stack>.yaml, secrets encrypted; the stand-in must not touch the
+checkout, and encrypts nothing), and for
 up/preview/destroy streams the engine events listed in $STANDIN_PULUMI_EVENTS (JSON) to the
 Automation API's event server, then a summary event. It deploys nothing.
 """
@@ -47,6 +49,21 @@ def _stream(addr: str, events: list[dict]) -> None:
         stub.StreamEvents(iter([events_pb2.EventRequest(event=json.dumps(e)) for e in events]))
 
 
+def _config(args: list[str], stack: str) -> int:
+    path = _stack_file(stack).with_suffix(".config.json")
+    config = json.loads(path.read_text()) if path.exists() else {}
+    if args[:1] == ["set"]:
+        key, value = args[1], args[args.index("--") + 1]
+        config[key] = {"value": value, "secret": "--secret" in args}
+        path.write_text(json.dumps(config))
+        return 0
+    if "--json" in args and "--show-secrets" in args:
+        print(json.dumps(config))
+        return 0
+    print(f"stand-in pulumi: config {args} not modelled", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str]) -> int:
     log = os.environ.get("STANDIN_PULUMI_LOG")
     if log:
@@ -71,12 +88,15 @@ def main(argv: list[str]) -> int:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("{}")
         return 0
+    if argv[:1] == ["config"]:
+        return _config(argv[1:], _opt(argv, "--stack"))
     if argv[:2] == ["stack", "ls"]:
         root = _stack_file("x").parent
         print(json.dumps([{"name": p.stem, "current": False, "updateInProgress": False,
                            "lastUpdate": "2026-11-26T12:00:00.000Z",
                            "resourceCount": json.loads(p.read_text() or "{}").get("resourceCount", 3)}
-                          for p in sorted(root.glob("*.json"))] if root.is_dir() else []))
+                          for p in sorted(root.glob("*.json")) if not p.name.endswith(".config.json")]
+                         if root.is_dir() else []))
         return 0
     if argv[:2] == ["stack", "output"]:
         print(json.dumps({"profile": "dev", "kubeconfig": "stand-in"}))
