@@ -51,10 +51,12 @@ def _from_profile(comp: Component, profile: Profile, given: dict[str, Any], file
     return out
 
 
-def make_plan(profile: Profile, catalog: dict[str, Component] | None = None) -> Plan:
+def make_plan(profile: Profile, catalog: dict[str, Component] | None = None, release: str | None = None) -> Plan:
+    """release: plan the profile with the components as they were at an earlier release
+    (kubeforge/releases.py), e.g. to render what an older install holds."""
     from kubeforge.catalog import load_catalog
 
-    catalog = load_catalog() if catalog is None else catalog
+    catalog = load_catalog(release=release) if catalog is None else catalog
     file = profile.source_file
     warnings: list[str] = []
 
@@ -116,6 +118,15 @@ def make_plan(profile: Profile, catalog: dict[str, Component] | None = None) -> 
     if profile.gpu.mode == "none" and gpu_components:
         raise KubeforgeError(f"GPU components {gpu_components} are enabled but gpu.mode is none", file=file,
                              field="gpu.mode", fix="set gpu.mode: host (or operator), or disable them")
+    # One GPU advertiser per node: in provider mode the cloud runs its own device plugin.
+    advertisers = providers.get("gpu", [])
+    if profile.gpu.mode == "provider" and advertisers:
+        raise KubeforgeError(
+            f"gpu.mode is provider (the cloud runs its own device plugin on every GPU node), but "
+            f"{', '.join(advertisers)} also advertises nvidia.com/gpu", file=file,
+            field=f"components.{advertisers[0]}.enabled",
+            fix=f"disable {', '.join(advertisers)} (one GPU advertiser per node), or use gpu.mode host/operator "
+                "with a node pool whose driver setting leaves the device plugin to the platform")
 
     # Kubernetes version range.
     target = _minor(profile.kubernetesVersion)
@@ -145,7 +156,7 @@ def make_plan(profile: Profile, catalog: dict[str, Component] | None = None) -> 
                             depends_on=deps[n], component=catalog[n])
         for n in order
     }
-    return Plan(profile=profile, components=planned, waves=waves, warnings=warnings)
+    return Plan(profile=profile, components=planned, waves=waves, warnings=warnings, release=release)
 
 
 def _topo(nodes: list[str], deps: dict[str, list[str]], file: str) -> tuple[list[str], list[list[str]]]:
