@@ -71,3 +71,15 @@ def test_bad_api_entries_name_the_field(bad):
     with pytest.raises(KubeforgeError) as e:
         api.load_profile("dev", {"cluster": {"apis": [bad]}})
     assert e.value.field == "cluster.apis"
+
+
+def test_a_stack_says_what_its_cluster_serves():
+    """kubeforge:cluster in Pulumi.<env>.yaml merges over the profile's cluster (GKE and AKS ship
+    metrics-server: kube-prometheus then leaves prometheus-adapter out)."""
+    from kubeforge.pulumi.settings import parse
+
+    s = parse({"profile": "serving", "cluster": {"apis": ["metrics.k8s.io"]}}, file="Pulumi.x.yaml")
+    assert api.load_profile(s.profile, s.overrides).cluster.provides("metrics.k8s.io")
+    with pytest.raises(KubeforgeError) as e:
+        parse({"profile": "serving", "cluster": ["metrics.k8s.io"]}, file="Pulumi.x.yaml")
+    assert e.value.field == "config.kubeforge:cluster"
