@@ -25,8 +25,8 @@ def test_deep_merge_later_wins_and_lists_replace():
 
 
 def test_extends_chain_is_resolved():
-    p = load_profile("full")
-    assert [f.split("/")[-1] for f in p.files] == ["base.yaml", "dev.yaml", "gpu-onprem.yaml", "full.yaml"]
+    p = load_profile("gpu-onprem")
+    assert [f.split("/")[-1] for f in p.files] == ["base.yaml", "dev.yaml", "gpu-onprem.yaml"]
     assert p.gpu.mode == "host"
     assert p.components["kserve"].values == {"deploymentMode": "Knative"}
     assert p.storage.default == "local-path"   # from base
@@ -61,12 +61,24 @@ def test_every_profile_plans_and_formats():
         assert plan_dot(plan).startswith("digraph")
 
 
-def test_full_enables_every_component_that_can_coexist():
+def test_full_enables_every_component_that_can_coexist(repo_root):
+    """README: `full` is every component that can coexist. The expectation comes from the catalog's
+    `conflicts:` data: a component stays out only when it conflicts with one that is in (either
+    way round), and each one that is in is named in profiles/full.yaml itself, not inherited."""
+    import yaml
+
     cat = load_catalog()
     plan = make_plan(load_profile("full"))
-    excluded = set(cat) - set(plan.components)
-    # Only the GPU Operator path (it conflicts with the device-plugin path) stays out.
-    assert excluded == {"gpu-operator"}, excluded
+    enabled = set(plan.components)
+
+    def clash(a: str, b: str) -> bool:
+        return b in cat[a].conflicts or a in cat[b].conflicts
+
+    for name in set(cat) - enabled:
+        assert any(clash(name, other) for other in enabled), f"{name} can coexist with full but is not in it"
+    assert not [(a, b) for a in enabled for b in enabled if clash(a, b)]
+    own = yaml.safe_load((repo_root / "profiles" / "full.yaml").read_text())["components"]
+    assert {n for n, c in own.items() if c.get("enabled")} == enabled
 
 
 def test_profile_schema_is_json_schema():
