@@ -68,3 +68,23 @@ class UpstreamBuilds:
 @pytest.fixture(scope="session")
 def upstream_builds(mirror_dir) -> UpstreamBuilds:
     return UpstreamBuilds(mirror_dir)
+
+
+_RENDERS: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def render_profile(mirror_dir):
+    """render_profile(name) -> Rendered, rendered once per session from the real upstream mirror.
+    Helm-chart components come back without objects when `helm` is missing (as in the CLI);
+    their names are in rendered.unrendered."""
+    from kubeforge import api
+    from kubeforge.lifecycle.rendered import render_available
+
+    def get(name: str):
+        if name not in _RENDERS:
+            rendered, missing = render_available(api.plan(api.load_profile(name)), mirror=str(mirror_dir))
+            rendered.unrendered = missing
+            _RENDERS[name] = rendered
+        return _RENDERS[name]
+    return get

@@ -4,8 +4,10 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from shipped_profiles import distinct
+
 REPO = Path(__file__).resolve().parents[2]
-PROFILES = sorted(p.stem for p in (REPO / "profiles").glob("*.yaml"))
+PROFILES = distinct()   # one per distinct platform (tests/shipped_profiles.py)
 
 
 def objects_of(rendered, component: str, kind: str) -> list[dict]:
