@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kubeforge.model import LABEL_COMPONENT, LABEL_PART_OF, PART_OF
-from kubeforge.ordering import apply_order, kind_rank
+from kubeforge.ordering import apply_order, is_custom
 
 CUSTOM_RESOURCES, WEBHOOKS, WORKLOADS, NAMESPACES, CRDS, LEFTOVERS = (
     "custom-resources", "webhooks", "workloads", "namespaces", "crds", "verify-leftovers")
@@ -38,7 +38,6 @@ LABELLED_WORKLOAD_KINDS = (
     ("apps/v1", "StatefulSet"), ("v1", "Service"), ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"))
 PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
-CUSTOM_RANK = kind_rank({"apiVersion": "example.com/v1", "kind": "Anything"})
 
 
 @dataclass(frozen=True)
@@ -90,10 +89,6 @@ class TeardownPlan:
 
 
 # -- planning (pure) ----------------------------------------------------------------------
-def is_custom_resource(obj: dict) -> bool:
-    return kind_rank(obj) == CUSTOM_RANK
-
-
 def crd_kinds(crd: dict) -> list[tuple[str, str]]:
     """(apiVersion, kind) to list a CRD's instances with: its storage version."""
     spec = crd.get("spec", {})
@@ -114,7 +109,7 @@ def plan_teardown(rendered: Any, keep_crds: bool = False, unrendered: list[str] 
         chart = " (and the Helm chart's objects, found on the cluster by label)" if by_label else ""
         objs = rendered.components[name].objects
         crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
-        crs = [o for o in objs if is_custom_resource(o)]
+        crs = [o for o in objs if is_custom(o)]
         # reverse apply order inside a phase: dependents go before what they depend on
         steps.append(Step(name, CUSTOM_RESOURCES, [Ref.of(o) for o in reversed(apply_order(crs))],
                           [k for c in crds for k in crd_kinds(c)], note=chart.strip(" ()"), by_label=by_label))
@@ -122,7 +117,7 @@ def plan_teardown(rendered: Any, keep_crds: bool = False, unrendered: list[str] 
                           note="plus webhook configurations its controllers created at runtime" + chart,
                           by_label=by_label))
         rest = [o for o in objs if o["kind"] not in (*WEBHOOK_KINDS, "Namespace", "CustomResourceDefinition")
-                and not is_custom_resource(o)]
+                and not is_custom(o)]
         steps.append(Step(name, WORKLOADS, [Ref.of(o) for o in _reverse_apply(rest)], note=chart.strip(" ()"),
                           by_label=by_label))
         steps.append(Step(name, NAMESPACES, [Ref.of(o) for o in objs if o["kind"] == "Namespace"

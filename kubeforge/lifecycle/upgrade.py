@@ -210,8 +210,7 @@ def compat_gates(plan: Any) -> list[Blocker]:
 
 # -- order --------------------------------------------------------------------------------
 def upgrade_order(new: Side, changed: list[str]) -> list[dict[str, Any]]:
-    from kubeforge.lifecycle.teardown import CUSTOM_RANK
-    from kubeforge.ordering import kind_rank
+    from kubeforge.ordering import APPLY_PHASES, apply_phase
 
     steps = []
     waves = new.plan.waves if new.plan is not None else [sorted(new.versions)]
@@ -219,16 +218,8 @@ def upgrade_order(new: Side, changed: list[str]) -> list[dict[str, Any]]:
         names = [n for n in wave if n in changed]
         if not names:
             continue
-        for phase in ("crds", "controllers", "custom-resources"):
-            objs = []
-            for n in names:
-                for o in (new.objects or {}).get(n, []):
-                    kind = o.get("kind")
-                    is_crd = kind == "CustomResourceDefinition"
-                    is_cr = kind_rank(o) == CUSTOM_RANK
-                    if (phase == "crds" and is_crd) or (phase == "custom-resources" and is_cr) or \
-                            (phase == "controllers" and not is_crd and not is_cr):
-                        objs.append(o)
+        for phase in APPLY_PHASES:
+            objs = [o for n in names for o in (new.objects or {}).get(n, []) if apply_phase(o) == phase]
             steps.append({"wave": i, "phase": phase, "components": names, "objects": len(objs)})
     return steps
 

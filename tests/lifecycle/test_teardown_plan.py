@@ -7,6 +7,7 @@ import pytest
 from lifecycle_helpers import PROFILES, objects_of
 
 from kubeforge.lifecycle import teardown as td
+from kubeforge.ordering import is_custom
 
 PHASE_INDEX = {p: i for i, p in enumerate(td.PHASES)}
 
@@ -62,7 +63,7 @@ def test_teardown_order_rules_hold_for_every_profile(profile, render_profile):
             want = (td.CRDS if o["kind"] == "CustomResourceDefinition" else
                     td.NAMESPACES if o["kind"] == "Namespace" else
                     td.WEBHOOKS if o["kind"] in td.WEBHOOK_KINDS else
-                    td.CUSTOM_RESOURCES if td.is_custom_resource(o) else td.WORKLOADS)
+                    td.CUSTOM_RESOURCES if is_custom(o) else td.WORKLOADS)
             assert seen.get(ref) == want, f"{ref} of {name}: {seen.get(ref)} != {want}"
 
     # 5. APIServices open a workloads step (an unavailable aggregated API blocks namespace deletion).
