@@ -10,6 +10,7 @@ and a webhook admits an object when one of its rules names the object's group an
 from __future__ import annotations
 
 import pytest
+from order_facts import assert_webhooks_first, crds_of, webhook_pairs
 from shipped_profiles import distinct
 
 from kubeforge.ordering import CUSTOM_RANK, apply_order, is_custom, kind_rank
@@ -17,62 +18,13 @@ from kubeforge.render import write_dir
 from kubeforge.yamlio import load_all
 
 PROFILES = distinct()
-WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
-
-
-def _group(obj: dict) -> str:
-    api = obj["apiVersion"]
-    return api.split("/")[0] if "/" in api else ""
-
-
-def _crds(objs: list[dict]) -> dict[tuple[str, str], str]:
-    return {(o["spec"]["group"], o["spec"]["names"]["kind"]): o["spec"]["names"]["plural"]
-            for o in objs if o["kind"] == "CustomResourceDefinition"}
-
-
-def _admits(hook: dict, group: str, plural: str) -> bool:
-    """The webhook configuration intercepts CREATE of group/plural (any version)."""
-    for wh in hook.get("webhooks") or []:
-        for rule in wh.get("rules") or []:
-            ops = rule.get("operations") or []
-            groups = rule.get("apiGroups") or []
-            resources = {r.split("/")[0] for r in rule.get("resources") or []}
-            if ({"CREATE", "*"} & set(ops)) and (group in groups or "*" in groups) and \
-                    (plural in resources or "*" in resources):
-                return True
-    return False
-
-
-def _ident(o: dict) -> tuple:
-    md = o["metadata"]
-    return (o["apiVersion"], o["kind"], md.get("namespace"), md["name"])
-
-
-def _pairs(objs: list[dict]) -> list[tuple[tuple, tuple]]:
-    """(webhook configuration, custom resource it admits) among the objects."""
-    crds = _crds(objs)
-    hooks = [o for o in objs if o["kind"] in WEBHOOK_KINDS]
-    out = []
-    for o in objs:
-        key = (_group(o), o["kind"])
-        if key in crds:
-            out += [(_ident(h), _ident(o)) for h in hooks if _admits(h, key[0], crds[key])]
-    return out
-
-
-def _assert_webhooks_first(order: list[dict], pairs, where: str) -> None:
-    pos = {_ident(o): i for i, o in enumerate(order)}
-    late = [(h, cr) for h, cr in pairs if h in pos and cr in pos and pos[h] > pos[cr]]
-    assert not late, f"{where}: {len(late)} custom resource(s) before the webhook that admits them, e.g. {late[0]}"
-
-
 @pytest.mark.parametrize("profile", PROFILES)
 def test_custom_resource_means_a_crd_defines_it(profile, render_profile):
     """One definition of custom resource, on every kind in every shipped render: exactly the
     objects whose group/kind a CRD of the platform defines (HPAs, PDBs, NetworkPolicies are not)."""
     rendered = render_profile(profile)
     objs = [o for rc in rendered.components.values() for o in rc.objects]
-    crds = _crds(objs)
+    crds = crds_of(objs)
     kinds = {(o["apiVersion"], o["kind"]) for o in objs}
     wrong = sorted(k for k in kinds if is_custom({"apiVersion": k[0], "kind": k[1]})
                    != ((k[0].split("/")[0] if "/" in k[0] else "", k[1]) in crds))
@@ -86,18 +38,18 @@ def test_custom_resource_means_a_crd_defines_it(profile, render_profile):
 def test_webhooks_come_before_the_custom_resources_they_admit(profile, render_profile, tmp_path):
     rendered = render_profile(profile)
     objs = [o for rc in rendered.components.values() for o in rc.objects]
-    pairs = _pairs(objs)
+    pairs = webhook_pairs(objs)
     if profile in ("dev", "full", "serving"):
         # Istio's validator admits the Gateways and policies that Istio, Knative and KServe ship;
         # KServe's webhook admits its ClusterServingRuntimes: the property is not vacuous here.
         assert len(pairs) >= 10, pairs
-    _assert_webhooks_first(rendered.objects(), pairs, "render order")
+    assert_webhooks_first(rendered.objects(), pairs, "render order")
     for name, rc in rendered.components.items():
-        _assert_webhooks_first(rc.objects, pairs, f"{name}'s order")
+        assert_webhooks_first(rc.objects, pairs, f"{name}'s order")
     write_dir(rendered, tmp_path)
     written = [d for f in sorted(tmp_path.glob("*.yaml")) for d in load_all(f.read_text()) if d]
     assert len(written) == len(objs)
-    _assert_webhooks_first(written, pairs, f"files of kubeforge render -o {tmp_path.name}")
+    assert_webhooks_first(written, pairs, f"files of kubeforge render -o {tmp_path.name}")
 
 
 def test_a_dependent_custom_resource_applies_after_what_it_references(render_profile):

@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from kubeforge.ordering import (APPLY_PHASES, BUILTIN_GROUPS, CUSTOM_RANK, apply_order, apply_phase, is_custom,
-                                kind_rank, references)
+from kubeforge.ordering import (
+    APPLY_PHASES,
+    BUILTIN_GROUPS,
+    CUSTOM_RANK,
+    apply_order,
+    apply_phase,
+    is_custom,
+    kind_rank,
+    references,
+)
 
 
 def _pkg_dir(name: str) -> Path:
