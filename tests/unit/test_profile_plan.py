@@ -124,6 +124,35 @@ def test_bad_gpu_mode(tmp_path):
     assert e.value.field == "gpu.mode" and "sometimes" in e.value.message
 
 
+def _layers(tmp_path, middle: str, top: str = "description: the top layer\n"):
+    """base (shipped) <- a.yaml <- b.yaml (sets `middle`) <- c.yaml (sets `top`)."""
+    _write(tmp_path, "a", "extends: base\ngpu: {mode: host}\n")
+    _write(tmp_path, "b", "extends: a\n" + middle)
+    return _write(tmp_path, "c", "extends: b\n" + top)
+
+
+@pytest.mark.parametrize("middle, field", [
+    ("gpu: {sharing: null}\n", "gpu.sharing"),           # null is what fails: that layer set it
+    ("gpu: {mode: sometimes}\n", "gpu.mode"),
+    ("storage: {defualt: nfs}\n", "storage.defualt"),     # unknown field
+    ("kubernetesVersion: null\n", "kubernetesVersion"),
+])
+def test_profile_errors_name_the_layer_that_set_the_failing_field(tmp_path, middle, field):
+    top = _layers(tmp_path, middle)
+    with pytest.raises(KubeforgeError) as e:
+        load_profile(str(top))
+    assert e.value.field == field
+    assert e.value.file.endswith("b.yaml"), e.value.render()
+    assert "b.yaml" in e.value.render()
+
+
+def test_profile_error_names_the_later_layer_when_it_sets_the_field_again(tmp_path):
+    top = _layers(tmp_path, "gpu: {mode: sometimes}\n", "gpu: {mode: never}\n")
+    with pytest.raises(KubeforgeError) as e:
+        load_profile(str(top))
+    assert e.value.file.endswith("c.yaml") and "never" in e.value.message
+
+
 def test_unknown_component(tmp_path):
     p = _write(tmp_path, "c", "extends: dev\ncomponents: {kubeflow-pipelines: {enabled: true}}\n")
     with pytest.raises(KubeforgeError) as e:
