@@ -177,6 +177,37 @@ def check_graph(res: RunResult, plan) -> None:
             else:
                 assert charts & anc, f"custom resource {u}: no CRD in the stack and no Helm chart before it"
 
+    # A webhook configuration (or APIService) comes after the Service it calls and the workloads
+    # that Service selects, so admission never points at a backend that is not running yet.
+    services = {(r.inputs["metadata"].get("namespace"), r.inputs["metadata"]["name"]): u
+                for u, r in objects.items() if r.type == "kubernetes:core/v1:Service"}
+    workloads = [(u, r) for u, r in objects.items()
+                 if r.type in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet",
+                               "kubernetes:apps/v1:DaemonSet")]
+
+    def backends(ref: dict | None) -> set[str]:
+        svc = services.get(((ref or {}).get("namespace"), (ref or {}).get("name")))
+        if svc is None:
+            return set()
+        selector = (objects[svc].inputs.get("spec") or {}).get("selector") or {}
+        out = {svc}
+        for wu, wr in workloads:
+            labels = ((wr.inputs["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+            if selector and wr.inputs["metadata"].get("namespace") == ref.get("namespace") and \
+                    all(labels.get(k) == v for k, v in selector.items()):
+                out.add(wu)
+        return out
+
+    behind = [(hu, b) for hu, hr in hooks for wh in hr.inputs.get("webhooks") or []
+              for b in backends((wh.get("clientConfig") or {}).get("service"))]
+    behind += [(u, b) for u, r in objects.items() if r.type.endswith(":APIService")
+               for b in backends((r.inputs.get("spec") or {}).get("service"))]
+    for hu, b in behind:
+        assert b in ancestors(hu), f"{hu} is not after {b}, which serves it"
+    if any((wh.get("clientConfig") or {}).get("service") for _, hr in hooks for wh in hr.inputs.get("webhooks") or []):
+        assert any(regs[b].type.startswith("kubernetes:apps/") for _, b in behind), \
+            "service-backed webhooks, yet no workload found behind any"
+
     # Webhooks whose CA someone injects are waited for until the caBundle is there.
     for hu, hr in hooks:
         hooks_ = hr.inputs.get("webhooks") or []
