@@ -15,6 +15,7 @@ KubeconfigOpt = Annotated[str | None, typer.Option(
     "--kubeconfig", help="Kubeconfig of the cluster (default: $KUBECONFIG, then ~/.kube/config).")]
 MirrorOpt = Annotated[str | None, typer.Option(
     "--mirror", help="Sources mirror for rendering (default: the profile's, then $KUBEFORGE_MIRROR).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout (human output on stderr).")]
 
 
 def _out(text: str) -> None:
@@ -50,8 +51,9 @@ def register(app: typer.Typer) -> None:
         inventory: Annotated[str | None, typer.Option(
             "--inventory", "-i", help="Ansible inventory: also run the node checks on its hosts (testinfra).")] = None,
         junit: Annotated[str | None, typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
+        json_out: JsonOpt = False,
         json_file: Annotated[str | None, typer.Option(
-            "--json", help="Write the JSON summary {ok, results, failures} here ('-' for stdout).")] = None,
+            "--json-file", help="Also write the JSON summary {ok, counts, results, failures} to this file.")] = None,
         keep_on_failure: Annotated[bool, typer.Option(
             "--keep-on-failure", help="Keep the throw-away namespaces of failed checks for inspection.")] = False,
         check: Annotated[list[str] | None, typer.Option(
@@ -77,17 +79,22 @@ def register(app: typer.Typer) -> None:
             if images:
                 from kubeforge.verify.images import CHECK_IMAGES, check_image
 
-                for key in CHECK_IMAGES:
-                    _out(check_image(key, plan.profile.registry))
+                refs = [check_image(key, plan.profile.registry) for key in CHECK_IMAGES]
+                _out(json.dumps(refs, indent=2) if json_out else "\n".join(refs))
+                return
+            if json_out:
+                _write_json("-", {"profile": plan.profile.name, "checks": [
+                    {"name": c.name, "component": c.component, "kind": c.kind, "timeout_s": c.timeout,
+                     "description": c.description, "skip": c.skip_reason or None} for c in checks]})
                 return
             for c in checks:
                 note = f"  [skip: {c.skip_reason}]" if c.skip_reason else ""
                 _out(f"{c.name:55} {c.kind:9} {c.timeout:5.0f}s  {c.description}{note}")
             return
         out = session.verify(profile, kubeconfig=kubeconfig, inventory=inventory, junit=junit,
-                             json_out=None if json_file == "-" else json_file, keep_on_failure=keep_on_failure,
-                             only=check, workers=workers, mirror=mirror, progress=json_file != "-")
-        if json_file == "-":
+                             json_out=json_file, keep_on_failure=keep_on_failure,
+                             only=check, workers=workers, mirror=mirror, progress=not json_out)
+        if json_out:
             _write_json("-", out)
         if not out["ok"]:
             raise CheckFailed(f"{len(out['failures'])} check(s) failed: {', '.join(out['failures'])}",
@@ -106,7 +113,7 @@ def register(app: typer.Typer) -> None:
         kubeconfig: KubeconfigOpt = None,
         wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for each step's objects to go.")] = 180.0,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+        json_out: JsonOpt = False,
         mirror: MirrorOpt = None,
     ) -> None:
         """Remove the platform: reverse plan order; per component custom resources, webhooks, workloads, namespaces; CRDs last. Stuck objects are reported with their finalizers."""
@@ -173,7 +180,7 @@ def register(app: typer.Typer) -> None:
         kubeconfig: KubeconfigOpt = None,
         write_lock: Annotated[str | None, typer.Option(
             "--write-lock", help="Also write the target's lock here, to pass as --from next time.")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+        json_out: JsonOpt = False,
         mirror: MirrorOpt = None,
     ) -> None:
         """Upgrade to PROFILE from what --from describes: version changes, CRD changes, gates (Istio one minor at a time, the Istio/Knative/KServe tuple), and the order. Refuses an upgrade that would strand stored objects, with the reason and the fix (exit 1)."""
@@ -207,10 +214,11 @@ def register(app: typer.Typer) -> None:
         from kubeforge.lifecycle.apply import apply_upgrade, detect_installer
 
         changed = sorted({c for step in result.order if step["wave"] is not None for c in step["components"]})
+        say = (lambda s: print(s, file=sys.stderr)) if json_out else print
         if detect_installer(cluster, new_rendered) == "pulumi":
-            print("Pulumi installed this platform: run `pulumi up` in stacks/platform; it applies in this order.")
+            say("Pulumi installed this platform: run `pulumi up` in stacks/platform; it applies in this order.")
             return
-        apply_upgrade(cluster, new_rendered, changed)
+        apply_upgrade(cluster, new_rendered, changed, echo=say)
 
 
 def _print_teardown(plan) -> None:

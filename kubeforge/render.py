@@ -83,6 +83,14 @@ def cache_key(plan: Plan, pc: PlannedComponent, code_hash: str, skip_helm: bool 
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def render_key(plan: Plan, skip_helm: bool = False) -> str:
+    """One key for the whole render of a plan: the components' cache keys in plan order (what is
+    derived from a render, such as its validation report, is cached under it)."""
+    code_hash = _code_hash()
+    keys = [cache_key(plan, pc, code_hash, skip_helm) for pc in plan.components.values()]
+    return hashlib.sha256(" ".join(keys).encode()).hexdigest()
+
+
 def _build_key(s: Source) -> str:
     from kubeforge.kustomize import kustomize_bin
 

@@ -88,3 +88,33 @@ def render_profile(mirror_dir):
             _RENDERS[name] = rendered
         return _RENDERS[name]
     return get
+
+
+@pytest.fixture
+def catalog_with(tmp_path, monkeypatch):
+    """catalog_with(components={name: {file: text}}, profiles={name: text}) -> a copy of the
+    repository's catalog and profiles with these added, made the one kubeforge reads
+    (KUBEFORGE_HOME) for the rest of the test. Adding a component touches nothing else, so tests
+    can add one that renders what no shipped component does."""
+    import shutil
+
+    from kubeforge import paths
+
+    home = tmp_path / "kubeforge-home"
+
+    def make(components: dict[str, dict[str, str]] | None = None, profiles: dict[str, str] | None = None) -> Path:
+        shutil.copytree(REPO / "components", home / "components")
+        shutil.copytree(REPO / "profiles", home / "profiles")
+        for name, files in (components or {}).items():
+            (home / "components" / name).mkdir()
+            for fname, text in files.items():
+                (home / "components" / name / fname).write_text(text)
+        for name, text in (profiles or {}).items():
+            (home / "profiles" / f"{name}.yaml").write_text(text)
+        monkeypatch.setenv("KUBEFORGE_HOME", str(home))
+        paths.home.cache_clear()
+        return home
+
+    yield make
+    monkeypatch.delenv("KUBEFORGE_HOME", raising=False)
+    paths.home.cache_clear()

@@ -205,11 +205,13 @@ def test_verify_end_to_end_on_an_api_stand_in(run, tmp_path, psa_rejects, rc, st
     server, kubeconfig = _serve(tmp_path, installed=True, psa_rejects=psa_rejects)
     out, junit = tmp_path / "verify.json", tmp_path / "junit.xml"
     try:
-        got, _, err = run("verify", "-p", "training", "--kubeconfig", str(kubeconfig),
-                          "--check", "kubeflow-namespace/pod-security", "--json", str(out), "--junit", str(junit))
+        got, stdout, err = run("verify", "-p", "training", "--kubeconfig", str(kubeconfig), "--check",
+                               "kubeflow-namespace/pod-security", "--json", "--json-file", str(out), "--junit", str(junit))
     finally:
         server.shutdown()
     summary = json.loads(out.read_text())
+    assert json.loads(stdout) == summary, "--json prints the document --json-file writes, and nothing else"
+    assert "1 passed" in err or "1 failed" in err          # the human summary goes to stderr
     assert got == rc, err
     assert [(r["name"], r["status"]) for r in summary["results"]] == [("kubeflow-namespace/pod-security", status)]
     assert summary["ok"] is (rc == 0) and summary["cluster"].startswith("http://127.0.0.1:")
@@ -228,3 +230,17 @@ def test_profile_not_installed_exits_2_on_an_empty_api_stand_in(run, empty_api):
         assert rc == 2, (argv, err)
         assert "profile training is not installed on http://127.0.0.1:" in err
         assert "fix: install it first" in err
+
+
+def test_teardown_dry_run_puts_hpas_and_pdbs_with_the_workloads(run):
+    """Istio's and Knative's HorizontalPodAutoscalers and PodDisruptionBudgets are built-in objects:
+    deleted with the workloads, not listed under custom resources (autoscaling, policy have no dot)."""
+    rc, out, _ = run("teardown", "-p", "dev", "--dry-run", "--json")
+    assert rc == 0
+    steps = json.loads(out)["steps"]
+    by_phase: dict[str, set[str]] = {}
+    for s in steps:
+        by_phase.setdefault(s["phase"], set()).update(line.split()[0] for line in s["objects"])
+    assert {"HorizontalPodAutoscaler", "PodDisruptionBudget"} <= by_phase["workloads"]
+    assert not {"HorizontalPodAutoscaler", "PodDisruptionBudget"} & by_phase["custom-resources"]
+    assert {"Certificate", "Gateway", "ClusterServingRuntime"} <= by_phase["custom-resources"]

@@ -7,12 +7,9 @@ copy of the catalog (adding a component touches nothing else) and runs the real 
 under the mock runtime with the stack config as Pulumi passes it (strings)."""
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from graph_summary import run_profile
 
-from kubeforge import paths
 from kubeforge.pulumi.settings import parse
 
 SKIP_AWAIT = "pulumi.com/skipAwait"
@@ -36,20 +33,10 @@ def generate(ctx):
 
 
 @pytest.fixture
-def edge_profile(tmp_path, monkeypatch, repo_root):
-    home = tmp_path / "home"
-    shutil.copytree(repo_root / "components", home / "components")
-    shutil.copytree(repo_root / "profiles", home / "profiles")
-    comp = home / "components" / "edge-gateway"
-    comp.mkdir()
-    (comp / "component.yaml").write_text(COMPONENT)
-    (comp / "generate.py").write_text(GENERATE)
-    (home / "profiles" / "edge.yaml").write_text(
-        "extends: base\ndescription: edge\ncomponents:\n  edge-gateway: {enabled: true}\n")
-    monkeypatch.setenv("KUBEFORGE_HOME", str(home))
-    paths.home.cache_clear()
-    yield "edge"
-    paths.home.cache_clear()
+def edge_profile(catalog_with):
+    catalog_with({"edge-gateway": {"component.yaml": COMPONENT, "generate.py": GENERATE}},
+                 {"edge": "extends: base\ndescription: edge\ncomponents:\n  edge-gateway: {enabled: true}\n"})
+    return "edge"
 
 
 def _services(res) -> dict[str, dict]:
