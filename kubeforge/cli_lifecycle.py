@@ -39,7 +39,6 @@ def _rendered(profile: str, mirror: str | None):
     for name in missing:
         print(f"note: {name} is a Helm chart and `helm` is not on PATH: its objects are found on the "
               "cluster by label instead of from the render", file=sys.stderr)
-    rendered.unrendered = missing
     return rendered
 
 
@@ -122,7 +121,7 @@ def register(app: typer.Typer) -> None:
         if wait <= 0:
             raise KubeforgeError("must be positive", field="--wait", fix="--wait 180")
         rendered = _rendered(profile, mirror)
-        plan = td.plan_teardown(rendered, keep_crds=keep_crds, unrendered=rendered.unrendered)
+        plan = td.plan_teardown(rendered, keep_crds=keep_crds)
         if dry_run and not kubeconfig:
             if json_out:
                 _write_json("-", plan.as_dict())

@@ -212,7 +212,9 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
     _check_duplicates(plan, results)
     comps = {n: RenderedComponent(name=n, version=pc.version, wave=pc.wave, objects=results[n])
              for n, pc in plan.components.items()}
-    return Rendered(plan=plan, components=comps)
+    unrendered = [n for n, pc in plan.components.items()
+                  if skip_helm and any(s.kind == "helm" for s in selected_sources(pc))]
+    return Rendered(plan=plan, components=comps, unrendered=unrendered)
 
 
 def _require_helm(pc: PlannedComponent, s: Source) -> None:

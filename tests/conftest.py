@@ -83,9 +83,7 @@ def render_profile(mirror_dir):
 
     def get(name: str):
         if name not in _RENDERS:
-            rendered, missing = render_available(api.plan(api.load_profile(name)), mirror=str(mirror_dir))
-            rendered.unrendered = missing
-            _RENDERS[name] = rendered
+            _RENDERS[name], _ = render_available(api.plan(api.load_profile(name)), mirror=str(mirror_dir))
         return _RENDERS[name]
     return get
 

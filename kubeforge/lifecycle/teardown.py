@@ -97,9 +97,11 @@ def crd_kinds(crd: dict) -> list[tuple[str, str]]:
     return [(f"{spec['group']}/{storage}", spec["names"]["kind"])]
 
 
-def plan_teardown(rendered: Any, keep_crds: bool = False, unrendered: list[str] | tuple = ()) -> TeardownPlan:
-    """The ordered steps for a rendered platform (no cluster needed). Components in `unrendered`
-    (Helm charts without `helm`) get the same phases, resolved on the cluster by label."""
+def plan_teardown(rendered: Any, keep_crds: bool = False) -> TeardownPlan:
+    """The ordered steps for a rendered platform (no cluster needed). Components rendered without
+    their Helm charts (rendered.unrendered: no `helm` here) get the same phases, resolved on the
+    cluster by label."""
+    unrendered = rendered.unrendered
     steps: list[Step] = [Step("*", LEFTOVERS, note="namespaces kept by `kubeforge verify --keep-on-failure`")]
     crd_steps: list[Ref] = []
     for name in reversed(teardown_component_order(rendered.plan)):

@@ -13,7 +13,7 @@ PHASE_INDEX = {p: i for i, p in enumerate(td.PHASES)}
 
 
 def _plan(rendered, keep_crds=False):
-    return td.plan_teardown(rendered, keep_crds=keep_crds, unrendered=getattr(rendered, "unrendered", ()))
+    return td.plan_teardown(rendered, keep_crds=keep_crds)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -140,7 +140,7 @@ def test_custom_resources_of_another_components_crds_go_while_that_controller_ru
 
 def test_helm_components_without_helm_are_torn_down_by_label(render_profile):
     rendered = render_profile("gpu-operator")
-    if "gpu-operator" not in getattr(rendered, "unrendered", ()):
+    if "gpu-operator" not in rendered.unrendered:
         pytest.skip("helm is on PATH here, so the chart was rendered like any other component")
     steps = [s for s in _plan(rendered).steps if s.component == "gpu-operator"]
     assert [s.phase for s in steps] == [*td.PHASES, td.CRDS]
