@@ -113,6 +113,9 @@ def register(app: typer.Typer) -> None:
         wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for each step's objects to go.")] = 180.0,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
         json_out: JsonOpt = False,
+        component: Annotated[list[str] | None, typer.Option(
+            "--component", "-c", help="Tear down only this component of the profile (repeatable); none "
+            "that stays may need it.")] = None,
         mirror: MirrorOpt = None,
     ) -> None:
         """Remove the platform: reverse plan order; per component custom resources, webhooks, workloads, namespaces; CRDs last. Stuck objects are reported with their finalizers."""
@@ -121,7 +124,9 @@ def register(app: typer.Typer) -> None:
         if wait <= 0:
             raise KubeforgeError("must be positive", field="--wait", fix="--wait 180")
         rendered = _rendered(profile, mirror)
-        plan = td.plan_teardown(rendered, keep_crds=keep_crds)
+        if component:
+            td.check_removable(rendered.plan, component)
+        plan = td.plan_teardown(rendered, keep_crds=keep_crds, components=component or None)
         if dry_run and not kubeconfig:
             if json_out:
                 _write_json("-", plan.as_dict())
@@ -147,7 +152,8 @@ def register(app: typer.Typer) -> None:
                 _print_teardown(plan)
             return
         if not yes:
-            typer.confirm(f"Delete profile {plan.profile} from {cluster.server}?", abort=True)
+            what = f"{', '.join(component)} of profile" if component else "profile"
+            typer.confirm(f"Delete {what} {plan.profile} from {cluster.server}?", abort=True)
         from kubeforge.lifecycle.apply import detect_installer
 
         how = detect_installer(cluster, rendered)
@@ -218,11 +224,24 @@ def register(app: typer.Typer) -> None:
             say("Pulumi installed this platform: run `pulumi up` in stacks/platform; it applies in this order.")
             return
         apply_upgrade(cluster, new_rendered, changed, echo=say)
+        removed = [c.name for c in result.components if c.change == "removed"]
+        if removed and old.rendered is None:
+            say(f"note: {', '.join(removed)} left the profile; --from names no profile to render them from, so "
+                f"remove them with `kubeforge teardown -p <old profile> --component NAME`")
+        elif removed:
+            from kubeforge.lifecycle import teardown as td
+
+            rep = td.report(td.remove_components(cluster, old.rendered, removed, echo=say))
+            if not rep["ok"]:
+                raise CheckFailed(f"upgraded, but removing {', '.join(removed)} stopped: "
+                                  f"{len(rep['stuck'])} object(s) stuck",
+                                  fix=f"see why, then rerun kubeforge teardown -p {from_} --component NAME")
 
 
 def _print_teardown(plan) -> None:
     n = 0
-    print(f"teardown of profile {plan.profile}" + (" (CRDs kept)" if plan.keep_crds else ""))
+    only = f"{', '.join(plan.components)} of " if plan.components is not None else ""
+    print(f"teardown of {only}profile {plan.profile}" + (" (CRDs kept)" if plan.keep_crds else ""))
     for s in plan.steps:
         n += 1
         lines = s.describe()

@@ -56,6 +56,7 @@ class Side:
     versions: dict[str, str]
     objects: dict[str, list[dict]] | None = None   # component -> rendered objects
     plan: Any = None
+    rendered: Any = None                           # the Rendered, when rendered from a profile
 
 
 @dataclass
@@ -227,7 +228,7 @@ def upgrade_order(new: Side, changed: list[str]) -> list[dict[str, Any]]:
 # -- sides --------------------------------------------------------------------------------
 def side_from_rendered(rendered: Any, label: str) -> Side:
     return Side(label, {n: c.version for n, c in rendered.components.items()},
-                {n: c.objects for n, c in rendered.components.items()}, rendered.plan)
+                {n: c.objects for n, c in rendered.components.items()}, rendered.plan, rendered)
 
 
 def side_from_objects(objs: list[dict], label: str) -> Side:

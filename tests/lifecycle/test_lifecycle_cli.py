@@ -244,3 +244,13 @@ def test_teardown_dry_run_puts_hpas_and_pdbs_with_the_workloads(run):
     assert {"HorizontalPodAutoscaler", "PodDisruptionBudget"} <= by_phase["workloads"]
     assert not {"HorizontalPodAutoscaler", "PodDisruptionBudget"} & by_phase["custom-resources"]
     assert {"Certificate", "Gateway", "ClusterServingRuntime"} <= by_phase["custom-resources"]
+
+
+def test_teardown_of_one_component_offline(run):
+    rc, out, _ = run("teardown", "-p", "dev", "--component", "kserve", "--dry-run", "--json")
+    data = json.loads(out)
+    assert rc == 0 and data["components"] == ["kserve"]
+    assert {s["component"] for s in data["steps"]} == {"kserve", "*"}
+    assert [s["phase"] for s in data["steps"]][-1] == "crds"
+    rc, _, err = run("teardown", "-p", "dev", "--component", "cert-manager", "--dry-run")
+    assert rc == 2 and "kserve stays and needs cert-manager" in err
