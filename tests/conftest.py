@@ -116,3 +116,18 @@ def catalog_with(tmp_path, monkeypatch):
     yield make
     monkeypatch.delenv("KUBEFORGE_HOME", raising=False)
     paths.home.cache_clear()
+
+
+@pytest.fixture
+def kubeforge_cli(capsys, mirror_dir, monkeypatch):
+    """kubeforge_cli(*argv) -> (exit code, stdout, stderr) of `kubeforge ARGV` run in-process
+    through kubeforge.cli.main, sources from the mirror."""
+    from kubeforge.cli import main
+
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+
+    def go(*argv):
+        rc = main(list(argv))
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+    return go

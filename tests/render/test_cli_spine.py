@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubeforge.cli import main
-
 # A component whose render is invalid: a Deployment with a string replica count and an
 # unknown field (schema errors), next to a valid ConfigMap.
 BROKEN = {
@@ -31,17 +29,6 @@ def generate(ctx):
 
 
 @pytest.fixture
-def run(capsys, mirror_dir, monkeypatch):
-    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
-
-    def go(*argv):
-        rc = main(list(argv))
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-    return go
-
-
-@pytest.fixture
 def broken(catalog_with):
     catalog_with({"broken": BROKEN}, {"broken": "extends: base\ncomponents:\n  broken: {enabled: true}\n"})
     return "broken"
@@ -53,26 +40,26 @@ def _catalog(repo_root) -> dict[str, dict]:
 
 
 # -- profiles, components, plan --------------------------------------------------------------
-def test_profiles_list_show_and_schema(run, repo_root):
-    rc, out, _ = run("profiles", "list", "--json")
+def test_profiles_list_show_and_schema(kubeforge_cli, repo_root):
+    rc, out, _ = kubeforge_cli("profiles", "list", "--json")
     assert rc == 0
     rows = {r["name"]: r for r in json.loads(out)}
     assert set(rows) == {p.stem for p in (repo_root / "profiles").glob("*.yaml")}
     layers = [yaml.safe_load((repo_root / "profiles" / f"{n}.yaml").read_text()) for n in ("base", "serving")]
     want = {n for layer in layers for n, c in layer["components"].items() if c.get("enabled", True)}
     assert set(rows["serving"]["components"]) == want and rows["serving"]["gpuMode"] == "none"
-    rc, out, _ = run("profiles", "show", "-p", "serving")
+    rc, out, _ = kubeforge_cli("profiles", "show", "-p", "serving")
     shown = yaml.safe_load(out)
     assert rc == 0 and shown["components"]["kserve"]["values"] == {"deploymentMode": "Standard"}
     assert shown["storage"]["default"] == "local-path"          # from base, extends resolved
-    rc, out, _ = run("profiles", "show", "-p", "serving", "--json")
+    rc, out, _ = kubeforge_cli("profiles", "show", "-p", "serving", "--json")
     assert rc == 0 and json.loads(out) == shown
-    rc, out, _ = run("profiles", "schema")
+    rc, out, _ = kubeforge_cli("profiles", "schema")
     assert rc == 0 and json.loads(out)["title"] == "kubeforge profile"
 
 
-def test_components_lists_the_catalog(run, repo_root):
-    rc, out, _ = run("components", "--json")
+def test_components_lists_the_catalog(kubeforge_cli, repo_root):
+    rc, out, _ = kubeforge_cli("components", "--json")
     assert rc == 0
     got = {r["name"]: r for r in json.loads(out)}
     want = _catalog(repo_root)
@@ -81,27 +68,27 @@ def test_components_lists_the_catalog(run, repo_root):
         assert got[name]["version"] == str(c["version"]) and got[name]["requires"] == (c.get("requires") or [])
 
 
-def test_plan_formats_and_bad_format(run):
-    rc, out, _ = run("plan", "-p", "dev")
+def test_plan_formats_and_bad_format(kubeforge_cli):
+    rc, out, _ = kubeforge_cli("plan", "-p", "dev")
     assert rc == 0 and "kserve" in out and "wave" in out
-    rc, out, _ = run("plan", "-p", "dev", "--json")
+    rc, out, _ = kubeforge_cli("plan", "-p", "dev", "--json")
     doc = json.loads(out)
-    rc2, out2, _ = run("plan", "-p", "dev", "-f", "json")
+    rc2, out2, _ = kubeforge_cli("plan", "-p", "dev", "-f", "json")
     assert rc == rc2 == 0 and json.loads(out2) == doc
     waves = doc["waves"]
     flat = [n for w in waves for n in w]
     assert flat.index("cert-manager") < flat.index("kserve") and flat.index("istio") < flat.index("knative-serving")
-    rc, out, _ = run("plan", "-p", "dev", "-f", "mermaid")
+    rc, out, _ = kubeforge_cli("plan", "-p", "dev", "-f", "mermaid")
     assert rc == 0 and out.startswith("graph LR")
-    rc, _, err = run("plan", "-p", "dev", "-f", "yaml")
+    rc, _, err = kubeforge_cli("plan", "-p", "dev", "-f", "yaml")
     assert rc == 2 and "--format" in err and "fix:" in err
-    rc, _, err = run("plan", "-p", "no-such-profile")
+    rc, _, err = kubeforge_cli("plan", "-p", "no-such-profile")
     assert rc == 2 and "unknown profile 'no-such-profile'" in err
 
 
 # -- sync, render, images, validate ------------------------------------------------------------
-def test_sync_verifies_every_source_of_the_profile(run, repo_root):
-    rc, out, _ = run("sync", "-p", "training", "--json")
+def test_sync_verifies_every_source_of_the_profile(kubeforge_cli, repo_root):
+    rc, out, _ = kubeforge_cli("sync", "-p", "training", "--json")
     assert rc == 0
     doc = json.loads(out)
     cat = _catalog(repo_root)
@@ -112,9 +99,9 @@ def test_sync_verifies_every_source_of_the_profile(run, repo_root):
     assert all(Path(p).exists() for p in doc["sources"].values())
 
 
-def test_render_writes_validated_ordered_files_and_a_json_summary(run, tmp_path):
+def test_render_writes_validated_ordered_files_and_a_json_summary(kubeforge_cli, tmp_path):
     out_dir = tmp_path / "dev"
-    rc, out, err = run("render", "-p", "dev", "-o", str(out_dir), "--json")
+    rc, out, err = kubeforge_cli("render", "-p", "dev", "-o", str(out_dir), "--json")
     assert rc == 0, err
     doc = json.loads(out)                                      # stdout is the document alone
     assert "validated against Kubernetes 1.34" in err
@@ -123,52 +110,52 @@ def test_render_writes_validated_ordered_files_and_a_json_summary(run, tmp_path)
     index = json.loads((out_dir / "index.json").read_text())
     assert doc["objects"] == len(index) == sum(f["objects"] for f in doc["files"])
     assert doc["validation"]["errors"] == 0 and doc["validation"]["objects"] == len(index)
-    rc, out, _ = run("render", "-p", "dev", "-o", str(tmp_path / "again"), "--no-validate")
+    rc, out, _ = kubeforge_cli("render", "-p", "dev", "-o", str(tmp_path / "again"), "--no-validate")
     assert rc == 0 and "not validated" in out
 
 
-def test_render_refuses_an_invalid_render_and_writes_nothing(run, broken, tmp_path):
+def test_render_refuses_an_invalid_render_and_writes_nothing(kubeforge_cli, broken, tmp_path):
     out_dir = tmp_path / "out"
-    rc, out, err = run("render", "-p", broken, "-o", str(out_dir))
+    rc, out, err = kubeforge_cli("render", "-p", broken, "-o", str(out_dir))
     assert rc == 1
     assert "error schema: [broken] Deployment broken/broken spec.replicas:" in err
     assert 'unknown field "paused2"' in err
     assert "nothing written" in err and "--no-validate" in err
     assert not out_dir.exists()
-    rc, out, err = run("render", "-p", broken, "-o", str(out_dir), "--no-validate")
+    rc, out, err = kubeforge_cli("render", "-p", broken, "-o", str(out_dir), "--no-validate")
     assert rc == 0 and (out_dir / "index.json").exists()
 
 
-def test_render_validation_is_cached_with_the_render(run, tmp_path, monkeypatch):
+def test_render_validation_is_cached_with_the_render(kubeforge_cli, tmp_path, monkeypatch):
     """The warm path validates nothing again: the report is cached under the render's key."""
     from kubeforge import validate as validation
 
-    rc, _, err = run("render", "-p", "training", "-o", str(tmp_path / "a"))
+    rc, _, err = kubeforge_cli("render", "-p", "training", "-o", str(tmp_path / "a"))
     assert rc == 0, err
 
     def must_not_run(*_a, **_k):
         raise AssertionError("validated again although nothing changed")
 
     monkeypatch.setattr(validation, "validate", must_not_run)
-    rc, out, err = run("render", "-p", "training", "-o", str(tmp_path / "b"))
+    rc, out, err = kubeforge_cli("render", "-p", "training", "-o", str(tmp_path / "b"))
     assert rc == 0 and "validated against" in out, err
     with pytest.raises(AssertionError, match="validated again"):   # --no-cache does validate
-        run("render", "-p", "training", "-o", str(tmp_path / "c"), "--no-cache")
+        kubeforge_cli("render", "-p", "training", "-o", str(tmp_path / "c"), "--no-cache")
 
 
-def test_images_lists_every_image_once(run):
-    rc, out, _ = run("images", "-p", "training", "--json")
+def test_images_lists_every_image_once(kubeforge_cli):
+    rc, out, _ = kubeforge_cli("images", "-p", "training", "--json")
     images = json.loads(out)
     assert rc == 0 and images and len(images) == len(set(images))
     assert any("katib-controller" in i for i in images) and all(":" in i.rsplit("/", 1)[-1] or "@" in i
                                                                for i in images)
 
 
-def test_validate_exits_0_on_a_clean_profile_and_1_on_errors(run, broken):
-    rc, out, _ = run("validate", "-p", "base", "--json")
+def test_validate_exits_0_on_a_clean_profile_and_1_on_errors(kubeforge_cli, broken):
+    rc, out, _ = kubeforge_cli("validate", "-p", "base", "--json")
     doc = json.loads(out)
     assert rc == 0 and doc["ok"] is True and doc["counts"]["errors"] == 0
-    rc, out, err = run("validate", "-p", broken)
+    rc, out, err = kubeforge_cli("validate", "-p", broken)
     assert rc == 1
     assert "spec.replicas" in out and "validation error(s) in profile broken" in err
 
