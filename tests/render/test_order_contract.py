@@ -35,7 +35,7 @@ def test_custom_resource_means_a_crd_defines_it(profile, render_profile):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_webhooks_come_before_the_custom_resources_they_admit(profile, render_profile, tmp_path):
+def test_webhooks_come_before_the_custom_resources_they_admit(profile, render_profile):
     rendered = render_profile(profile)
     objs = [o for rc in rendered.components.values() for o in rc.objects]
     pairs = webhook_pairs(objs)
@@ -46,10 +46,17 @@ def test_webhooks_come_before_the_custom_resources_they_admit(profile, render_pr
     assert_webhooks_first(rendered.objects(), pairs, "render order")
     for name, rc in rendered.components.items():
         assert_webhooks_first(rc.objects, pairs, f"{name}'s order")
+
+
+def test_the_files_render_writes_keep_webhooks_before_what_they_admit(render_profile, tmp_path):
+    """What `kubectl apply -f DIR` walks: the files in name order, each file top to bottom
+    (full: every component that can coexist, so every webhook/custom-resource pair there is)."""
+    rendered = render_profile("full")
+    objs = [o for rc in rendered.components.values() for o in rc.objects]
     write_dir(rendered, tmp_path)
     written = [d for f in sorted(tmp_path.glob("*.yaml")) for d in load_all(f.read_text()) if d]
     assert len(written) == len(objs)
-    assert_webhooks_first(written, pairs, f"files of kubeforge render -o {tmp_path.name}")
+    assert_webhooks_first(written, webhook_pairs(objs), f"files of kubeforge render -o {tmp_path.name}")
 
 
 def test_a_dependent_custom_resource_applies_after_what_it_references(render_profile):
