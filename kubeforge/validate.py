@@ -580,10 +580,11 @@ def _apply_allowlist(findings: list[Finding], entries: list[AllowEntry], objects
 _VALIDATION_CODE = ("validate.py", "schemas.py", "images.py")
 
 
-def validate_cached(rendered: Any, render_key: str, use_cache: bool = True) -> tuple[Report, bool]:
+def validate_cached(rendered: Any, render_key: str, use_cache: bool = True, secrets: Any = None) -> tuple[Report, bool]:
     """(report, from_cache) for a render, cached under its render key (kubeforge.render.render_key),
-    the allowlist, the validation code and kubernetes-validate's version: a warm `kubeforge render`
-    validates nothing again."""
+    the fingerprint of the per-install secrets it used (`secrets`: the store it was rendered with,
+    default the profile's), the allowlist, the validation code and kubernetes-validate's version:
+    a warm `kubeforge render` validates nothing again."""
     import hashlib
     from importlib.metadata import version
 
@@ -596,6 +597,12 @@ def validate_cached(rendered: Any, render_key: str, use_cache: bool = True) -> t
     allow = allowlist_file()
     for p in [*(here / n for n in _VALIDATION_CODE), allow]:
         h.update(p.read_bytes() if p.exists() else b"-")
+    used = {n: rc.secrets for n, rc in rendered.components.items() if rc.secrets}
+    if used:   # the same render key renders other objects once the install's secrets change
+        from kubeforge.secrets import digest, store_for
+
+        store = secrets if secrets is not None else store_for(rendered.plan.profile)
+        h.update(json.dumps({n: digest(store, names) for n, names in sorted(used.items())}).encode())
     path = cache_root() / "validated" / f"{h.hexdigest()}.json"
     if use_cache and path.exists():
         try:

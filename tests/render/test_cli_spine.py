@@ -216,3 +216,16 @@ def test_the_cli_imports_nothing_heavy_at_start_and_plan_needs_no_cluster_librar
     assert rc == 0
     assert at_start == [], f"imported at start-up: {at_start}"
     assert not set(after) & {"pulumi", "kubernetes", "kubernetes_validate", "ansible", "ansible_runner"}, after
+
+
+def test_render_validation_follows_the_install_secrets(kubeforge_cli, demo_home, tmp_path, monkeypatch):
+    """The same profile rendered with other per-install secrets is other YAML: validated again."""
+    from kubeforge import validate as validation
+
+    calls = []
+    real = validation.validate
+    monkeypatch.setattr(validation, "validate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for name in ("a.yaml", "a.yaml", "b.yaml"):
+        rc, _, err = kubeforge_cli("--secrets", str(tmp_path / name), "render", "-p", "demo", "-o", str(tmp_path / "out"))
+        assert rc == 0, err
+    assert len(calls) == 2      # a: validated; a again: cached; b: other secrets, validated
