@@ -53,6 +53,9 @@ def test_every_command_and_option_the_docs_show_exists(repo_root):
         words = re.split(r"\s+(?:#|\||&&|;).*$", line.strip())[0].split()[1:]
         cmds = [root]
         i = 0
+        global_opts = {o: p for p in root.params for o in p.opts}
+        while i < len(words) and words[i] in global_opts:     # kubeforge --secrets FILE render ...
+            i += 1 if getattr(global_opts[words[i]], "is_flag", False) else 2
         while i < len(words) and all(hasattr(c, "commands") for c in cmds):   # groups (typer vendors click)
             names = words[i].split("|")
             if not all(n in cmds[0].commands for n in names):
