@@ -105,7 +105,7 @@ def collect(plan: Any, rendered: Any, inventory: str | None = None) -> list[Chec
                      if c.kind == READINESS]
         objs = rendered.components[name].objects if name in rendered.components else []
         ready = readiness.derive(name, objs, planned.component.health or {},
-                                 chart_rendered=name not in rendered.unrendered)
+                                 chart_rendered=name not in getattr(rendered, "unrendered", ()))
         for c in ready:
             c.after = list(dep_ready)
         fun = component_checks(plan, name, [c.name for c in ready] + dep_ready)
