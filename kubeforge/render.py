@@ -119,6 +119,14 @@ def _entry_name(key: str, pc: PlannedComponent, store: Any) -> str:
     return f"{key}-{(digest(store, mine) or '')[:16]}"
 
 
+def render_key(plan: Plan, skip_helm: bool = False) -> str:
+    """One key for the whole render of a plan: the components' cache keys in plan order (what is
+    derived from a render, such as its validation report, is cached under it)."""
+    code_hash = _code_hash()
+    keys = [cache_key(plan, pc, code_hash, skip_helm) for pc in plan.components.values()]
+    return hashlib.sha256(" ".join(keys).encode()).hexdigest()
+
+
 def _build_key(s: Source) -> str:
     from kubeforge.kustomize import kustomize_bin
 
@@ -257,7 +265,9 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
     comps = {n: RenderedComponent(name=n, version=pc.version, wave=pc.wave, objects=results[n][0],
                                   secrets=results[n][1])
              for n, pc in plan.components.items()}
-    return Rendered(plan=plan, components=comps)
+    unrendered = [n for n, pc in plan.components.items()
+                  if skip_helm and any(s.kind == "helm" for s in selected_sources(pc))]
+    return Rendered(plan=plan, components=comps, unrendered=unrendered)
 
 
 def _require_helm(pc: PlannedComponent, s: Source) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubeforge.errors import CheckFailed
-from kubeforge.lifecycle.teardown import CUSTOM_RANK
-from kubeforge.ordering import apply_order, kind_rank
+from kubeforge.ordering import CRDS, CUSTOM_RESOURCES, apply_order, apply_phase
 
 PULUMI_MANAGER_PREFIX = "pulumi"
 
@@ -41,9 +40,9 @@ def apply_upgrade(cluster: Any, rendered: Any, changed: list[str], echo: Any = p
         if not names:
             continue
         objs = apply_order([o for n in names for o in rendered.components[n].objects])
-        crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
-        crs = [o for o in objs if kind_rank(o) == CUSTOM_RANK]
-        rest = [o for o in objs if o["kind"] != "CustomResourceDefinition" and kind_rank(o) != CUSTOM_RANK]
+        crds = [o for o in objs if apply_phase(o) == CRDS]
+        crs = [o for o in objs if apply_phase(o) == CUSTOM_RESOURCES]
+        rest = [o for o in objs if apply_phase(o) not in (CRDS, CUSTOM_RESOURCES)]
         for o in crds:
             cluster.apply(o)
         try:

@@ -127,7 +127,7 @@ class Cluster:
         return res.create(**kw).to_dict()
 
     def apply(self, obj: dict, namespace: str | None = None) -> dict:
-        """Server-side apply (field manager kubeforge-verify)."""
+        """Server-side apply (field manager kubeforge)."""
         res = self._require(obj)
         md = obj.get("metadata", {})
         ns = namespace or md.get("namespace")

@@ -5,83 +5,9 @@ from __future__ import annotations
 
 import copy
 
+from lifecycle_helpers import InMemoryCluster
+
 from kubeforge.lifecycle import teardown as td
-
-
-class InMemoryCluster:
-    """Stand-in for the API server: objects by identity, finalizers block deletion."""
-
-    def __init__(self, objects):
-        self.store = {}
-        for o in objects:
-            self.put(o)
-        self.deleted: list[str] = []   # deletion requests, in order
-
-    @staticmethod
-    def key(api, kind, name, ns):
-        return (api, kind, ns or None, name)
-
-    def put(self, o):
-        o = copy.deepcopy(o)
-        md = o["metadata"]
-        md.setdefault("uid", f"uid-{o['kind']}-{md['name']}")
-        self.store[self.key(o["apiVersion"], o["kind"], md["name"], md.get("namespace"))] = o
-
-    def get(self, api, kind, name, namespace=None):
-        o = self.store.get(self.key(api, kind, name, namespace))
-        return copy.deepcopy(o) if o else None
-
-    def list(self, api, kind, namespace=None, label_selector=None):
-        want = dict(kv.split("=", 1) for kv in label_selector.split(",")) if label_selector else {}
-        out = []
-        for (a, k, ns, _), o in self.store.items():
-            labels = o["metadata"].get("labels") or {}
-            if a == api and k == kind and (namespace is None or ns == namespace) and \
-                    all(labels.get(x) == v for x, v in want.items()):
-                out.append(copy.deepcopy(o))
-        return out
-
-    def delete(self, api, kind, name, namespace=None, propagation="Background"):
-        k = self.key(api, kind, name, namespace)
-        if k not in self.store:
-            return False
-        self.deleted.append(f"{kind} {name}")
-        o = self.store[k]
-        o["metadata"]["deletionTimestamp"] = "now"
-        self._settle(k)
-        return True
-
-    def _settle(self, k):
-        o = self.store.get(k)
-        if o is None or "deletionTimestamp" not in o["metadata"] or o["metadata"].get("finalizers"):
-            return
-        if o["kind"] == "Namespace":
-            name = o["metadata"]["name"]
-            inside = [kk for kk in self.store if kk[2] == name]
-            for kk in inside:  # the namespace controller deletes what it holds
-                self.store[kk]["metadata"]["deletionTimestamp"] = "now"
-                self._settle(kk)
-            if any(kk[2] == name for kk in self.store):
-                return
-        del self.store[k]
-
-    def patch(self, api, kind, name, namespace, body):
-        k = self.key(api, kind, name, namespace)
-        if k not in self.store:
-            return None
-        if body.get("metadata", {}).get("finalizers", "keep") is None:
-            self.store[k]["metadata"].pop("finalizers", None)
-        self._settle(k)
-        for kk in list(self.store):  # a namespace may now finish
-            if kk[1] == "Namespace":
-                self._settle(kk)
-        return self.get(api, kind, name, namespace)
-
-    def served_kinds(self):
-        return sorted({(a, k, ns is not None) for (a, k, ns, _) in self.store})
-
-    def finalize_namespace(self, name):
-        self._settle(("v1", "Namespace", None, name))
 
 
 def _platform(training):
@@ -160,3 +86,38 @@ def test_installer_is_told_by_the_field_manager(training):
     by_kubectl["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Apply"}]
     assert installer(by_pulumi) == "pulumi" and installer(by_kubectl) == "kubectl"
     assert detect_installer(InMemoryCluster([by_pulumi]), training) == "pulumi"
+
+
+def test_teardown_of_named_components_removes_them_and_nothing_else(render_profile):
+    """`kubeforge teardown -p dev --component kserve` (and the removal after an upgrade that drops
+    components): KServe's objects and CRDs go, in the order of a full teardown; cert-manager, whose
+    CRDs KServe's Certificates use, and every other component stay."""
+    dev = render_profile("dev")
+    objs = [o for rc in dev.components.values() for o in rc.objects]
+    cluster = InMemoryCluster(objs)
+    full = [s for s in td.plan_teardown(dev).steps if s.component == "kserve"]
+    only = td.plan_teardown(dev, components=["kserve"])
+    assert only.components == ["kserve"] and td.LEFTOVERS not in [s.phase for s in only.steps]
+    assert [(s.phase, s.objects) for s in only.steps if s.phase != td.CRDS] == [(s.phase, s.objects) for s in full]
+    results = td.remove_components(cluster, dev, ["kserve"], wait_s=1, echo=lambda _: None)
+    assert td.report(results)["ok"]
+    left = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in cluster.store.values()}
+    for name, rc in dev.components.items():
+        for o in rc.objects:
+            key = (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
+            assert (key in left) is (name != "kserve"), f"{name}: {key}"
+
+
+def test_named_components_must_be_in_the_profile_and_not_needed_by_what_stays(render_profile):
+    import pytest
+
+    from kubeforge.errors import KubeforgeError
+
+    plan = render_profile("dev").plan
+    with pytest.raises(KubeforgeError) as e:
+        td.check_removable(plan, ["cert-manager"])
+    assert "kserve stays and needs cert-manager" in e.value.message and "--component kserve" in e.value.fix
+    with pytest.raises(KubeforgeError) as e:
+        td.check_removable(plan, ["nvidia-device-plugin"])
+    assert e.value.field == "--component" and "kserve" in e.value.fix
+    td.check_removable(plan, ["kserve", "cert-manager"])        # together they may go
