@@ -601,7 +601,7 @@ def _apply_allowlist(findings: list[Finding], entries: list[AllowEntry], objects
 
 
 # What a validation report depends on besides the objects: this code and the bundled schemas.
-_VALIDATION_CODE = ("validate.py", "schemas.py", "images.py")
+_VALIDATION_CODE = ("validate.py", "schemas.py", "images.py", "validate_monitoring.py", "gpu/dcgm.py")
 
 
 def validate_cached(rendered: Any, render_key: str, use_cache: bool = True, secrets: Any = None) -> tuple[Report, bool]:
@@ -633,7 +633,7 @@ def validate_cached(rendered: Any, render_key: str, use_cache: bool = True, secr
             return Report.from_dict(json.loads(path.read_text())), True
         except (ValueError, KeyError, TypeError):   # a torn entry is only a miss
             pass
-    report = validate(rendered.objects(), kv)
+    report = validate(rendered.objects(), kv, cluster=rendered.plan.profile.cluster)
     if use_cache:
         _write_atomic(path, json.dumps(report.to_dict()).encode())
     return report, False

@@ -83,3 +83,13 @@ def test_a_stack_says_what_its_cluster_serves():
     with pytest.raises(KubeforgeError) as e:
         parse({"profile": "serving", "cluster": ["metrics.k8s.io"]}, file="Pulumi.x.yaml")
     assert e.value.field == "config.kubeforge:cluster"
+
+
+def test_render_validates_with_the_profiles_cluster_apis(mirror_dir):
+    """`kubeforge render` validates through the cached report: it takes cluster.apis as given too."""
+    from kubeforge.render import render_key
+    from kubeforge.validate import validate_cached
+
+    plan, rendered = _render(mirror_dir, ["monitoring.coreos.com"])
+    report, _ = validate_cached(rendered, render_key(plan, skip_helm=True), use_cache=False)
+    assert [f for f in report.errors if f.rule == "crd-missing"] == []
