@@ -86,12 +86,15 @@ def with_alerts_table(readme: str, table: str) -> str:
 
 
 def _main() -> None:
-    import sys
+    import argparse
     from pathlib import Path
 
     from kubeforge import api
 
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    ap = argparse.ArgumentParser(description="Rewrite README's alerts table from the rules `kubeforge render "
+                                 "-p full` makes (sources: $KUBEFORGE_MIRROR, else upstream).")
+    ap.add_argument("readme", nargs="?", default="README.md", type=Path)
+    path = ap.parse_args().readme
     rendered = api.render(api.plan(api.load_profile("full")))
     path.write_text(with_alerts_table(path.read_text(), alerts_markdown(rendered.objects())))
 
