@@ -48,6 +48,7 @@ verify: setup  ## conformance suite against the cluster KUBECONFIG names
 bench: setup
 	$(BIN)/python benchmarks/render.py $(MIRROR_FLAG)
 	$(BIN)/python benchmarks/pulumi_mock.py $(MIRROR_FLAG)
+	$(BIN)/python benchmarks/monitoring.py $(MIRROR_FLAG)
 
 bench-nodes: setup  ## converge 1 vs 3 real test hosts (root, a few minutes)
 	bash scripts/ci-hosts-deps.sh $(BIN)/python

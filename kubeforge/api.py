@@ -31,4 +31,5 @@ def render(plan_or_profile, mirror: str | None = None, use_cache: bool = True,
 def validate(rendered: Rendered):
     from kubeforge.validate import validate as _validate
 
-    return _validate(rendered.objects(), rendered.plan.profile.kubernetesVersion)
+    profile = rendered.plan.profile
+    return _validate(rendered.objects(), profile.kubernetesVersion, cluster=profile.cluster)

@@ -67,8 +67,11 @@ def _source(raw: dict[str, Any], comp: dict[str, Any], repos: dict[str, Any],
             raise KubeforgeError(f"no file list for kustomize source {lock!r} in sources.lock", file=file,
                                  field=f"{where}", fix="run `python -m kubeforge.lockfile --mirror MIRROR`")
         files = tuple(locks[lock])
+    if raw.get("raw") and kind != "manifest":
+        raise KubeforgeError("only a manifest source can be raw (one file handed to generate.py)", file=file,
+                             field=f"{where}.raw", fix="drop `raw:` or make it a manifest source")
     return Source(id=sid, kind=kind, repo=repo, path=raw.get("path", ""), root=raw.get("root", ""),
-                  sha256=sha, files=files, when=raw.get("when") or {})
+                  sha256=sha, files=files, when=raw.get("when") or {}, raw=bool(raw.get("raw")))
 
 
 def load_component(folder: Path, repos: dict[str, Any] | None = None, release: str | None = None) -> Component:

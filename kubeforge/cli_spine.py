@@ -246,7 +246,7 @@ def register(app: typer.Typer) -> None:
         plan = _plan(profile)
         _warn(plan)
         rendered = render(plan, mirror=mirror)
-        report = validate(rendered.objects(), plan.profile.kubernetesVersion)
+        report = validate(rendered.objects(), plan.profile.kubernetesVersion, cluster=plan.profile.cluster)
         if json_out:
             print(json.dumps(report.to_dict(), indent=2))
         else:

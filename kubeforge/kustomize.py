@@ -53,17 +53,11 @@ def kustomize_bin() -> Path:
 
 @cache
 def _loader():
-    """CSafeLoader without the timestamp resolver: dates stay strings, as in the JSON the API server sees."""
-    import yaml
+    """kubeforge's YAML loader (a plain `=` is a string, see kubeforge.yamlio) without the
+    timestamp resolver: dates stay strings, as in the JSON the API server sees."""
+    from kubeforge import yamlio
 
-    class Loader(yaml.CSafeLoader):
-        pass
-
-    Loader.yaml_implicit_resolvers = {
-        ch: [(tag, rx) for tag, rx in rs if tag != "tag:yaml.org,2002:timestamp"]
-        for ch, rs in yaml.CSafeLoader.yaml_implicit_resolvers.items()
-    }
-    return Loader
+    return yamlio.without_resolvers(yamlio.Loader, "tag:yaml.org,2002:timestamp")
 
 
 def parse(text: str | bytes) -> list[dict[str, Any]]:

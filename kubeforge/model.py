@@ -57,6 +57,7 @@ class Source:
     version: str = ""                  # helm chart version
     repo_url: str = ""                 # helm repository URL
     when: dict[str, Any] = field(default_factory=dict)   # values that select this source
+    raw: bool = False                  # manifest: not parsed; generate.py reads it (ctx.source_bytes)
 
 
 @dataclass

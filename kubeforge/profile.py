@@ -47,6 +47,32 @@ class Storage(_Strict):
     nfs: dict[str, str] = Field(default_factory=dict, description="server and share for the NFS CSI class")
 
 
+_API = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+(/[A-Z][A-Za-z0-9]*)?")
+
+
+class Cluster(_Strict):
+    """What the target cluster already has without kubeforge."""
+
+    apis: list[str] = Field(default_factory=list, description=(
+        "API groups (monitoring.coreos.com) or kinds (monitoring.coreos.com/ServiceMonitor) the "
+        "cluster already serves: custom resources of them validate and deploy without their CRD "
+        "among kubeforge's objects (an existing Prometheus Operator, Gateway API). metrics.k8s.io "
+        "says metrics-server is there."))
+
+    @field_validator("apis")
+    @classmethod
+    def _apis(cls, v: list[str]) -> list[str]:
+        for a in v:
+            if not _API.fullmatch(a):
+                raise ValueError(f"{a!r} is not an API group (monitoring.coreos.com) or group/Kind "
+                                 "(monitoring.coreos.com/ServiceMonitor)")
+        return v
+
+    def provides(self, group: str, kind: str = "") -> bool:
+        """Whether the cluster serves this group (and kind) itself."""
+        return group in self.apis or (bool(kind) and f"{group}/{kind}" in self.apis)
+
+
 class ComponentSettings(_Strict):
     enabled: bool = True
     values: dict[str, Any] = Field(default_factory=dict)
@@ -59,6 +85,7 @@ class Profile(_Strict):
     kubernetesVersion: str = Field("1.34", description="Target Kubernetes minor version, e.g. 1.34")
     gpu: Gpu = Gpu()
     storage: Storage = Storage()
+    cluster: Cluster = Cluster()
     registry: str | None = Field(None, description="Container registry that replaces every image's "
                                  "registry (air-gap), e.g. registry.example.com:5000/mirror")
     mirror: str | None = Field(None, description="Sources mirror: a directory or http(s) URL laid out "

@@ -23,7 +23,8 @@ from kubeforge.ordering import apply_order
 
 # Code whose change must invalidate cached renders.
 _CODE = ("render.py", "transforms.py", "images.py", "kustomize.py", "ordering.py", "sources.py", "secrets.py",
-         "gpu/sharing.py", "gpu/mig.py", "gpu/manifests.py", "gpu/parsers.py")
+         "gpu/sharing.py", "gpu/mig.py", "gpu/manifests.py", "gpu/parsers.py", "gpu/dcgm.py",
+         "monitoring.py")
 
 
 @dataclass
@@ -36,6 +37,16 @@ class Context:
     values: dict[str, Any]
     store: Any = None                       # kubeforge.secrets.Store of the install
     used: set[str] = field(default_factory=set)
+    files: dict[str, Path] = field(default_factory=dict)   # raw sources: id -> verified file
+
+    def source_bytes(self, source_id: str) -> bytes:
+        """The pinned, verified bytes of one of the component's `raw: true` sources (a CSV, a
+        dashboard JSON: upstream files that are not manifests)."""
+        if source_id not in self.files:
+            raise KubeforgeError(f"{self.component.name} reads source {source_id!r}, which is not one of "
+                                 "its selected raw sources", file=f"components/{self.component.name}/component.yaml",
+                                 field="sources", fix="declare it with `raw: true` (and a `when:` that matches)")
+        return self.files[source_id].read_bytes()
 
     def enabled(self, name: str) -> bool:
         return name in self.plan.components
@@ -94,6 +105,20 @@ def cache_key(plan: Plan, pc: PlannedComponent, code_hash: str, skip_helm: bool 
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _entry_name(key: str, pc: PlannedComponent, store: Any) -> str:
+    """The cache entry of a component for this install: components that use per-install secrets
+    get one entry per set of values, so two installs of one profile on a machine (or parallel
+    test workers) do not evict each other. Written after rendering, read before: the secrets a
+    first render made are in the store by then."""
+    specs = pc.component.secrets
+    if not specs or store is None:
+        return key
+    from kubeforge.secrets import digest
+
+    mine = [n for n in store.names() if any(sp.matches(n) for sp in specs.values())]
+    return f"{key}-{(digest(store, mine) or '')[:16]}"
+
+
 def render_key(plan: Plan, skip_helm: bool = False) -> str:
     """One key for the whole render of a plan: the components' cache keys in plan order (what is
     derived from a render, such as its validation report, is cached under it)."""
@@ -117,7 +142,7 @@ def _cache_dir() -> Path:
 
 
 def _render_component(plan: Plan, pc: PlannedComponent, upstream: list[dict[str, Any]],
-                      store: Any = None) -> tuple[list[dict], list[str]]:
+                      store: Any = None, files: dict[str, Path] | None = None) -> tuple[list[dict], list[str]]:
     """(the component's objects in apply order, the names of the secrets they were made with)"""
     from kubeforge import transforms
 
@@ -127,7 +152,7 @@ def _render_component(plan: Plan, pc: PlannedComponent, upstream: list[dict[str,
     # (Katib and the training operator both ship `kubeflow`), which would collide.
     objs = [o for o in upstream
             if not (o.get("kind") == "Namespace" and o["metadata"]["name"] not in comp.namespaces)]
-    ctx = Context(profile=prof, plan=plan, component=pc, values=pc.values, store=store)
+    ctx = Context(profile=prof, plan=plan, component=pc, values=pc.values, store=store, files=files or {})
     module = _load_generate(pc)
     if module is not None and hasattr(module, "generate"):
         objs += module.generate(ctx)
@@ -177,7 +202,8 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
     keys = {}
     for pc in plan.components.values():
         keys[pc.name] = cache_key(plan, pc, code_hash, skip_helm)
-        cached = _read_cached(cdir / f"{keys[pc.name]}.pickle", secrets) if use_cache else None
+        cached = _read_cached(cdir / f"{_entry_name(keys[pc.name], pc, secrets)}.pickle", secrets) \
+            if use_cache else None
         if cached is not None:
             results[pc.name] = cached
             continue
@@ -215,21 +241,24 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
                     _write_atomic(bpath, pickle.dumps(objs, protocol=5))
         for pc in misses:
             upstream: list[dict] = []
+            files: dict[str, Path] = {}
             for s in selected_sources(pc):
                 if s.kind == "kustomize":
                     upstream += built[s.id]  # fresh objects: each source belongs to one component
+                elif s.kind == "manifest" and s.raw:
+                    files[s.id] = paths[s.id]
                 elif s.kind == "manifest":
                     upstream += kustomize.parse(paths[s.id].read_bytes())  # dates stay strings, as in builds
                 elif s.kind == "helm" and not skip_helm:
                     upstream += _helm_template(plan, pc, s)
-            objs, used = _render_component(plan, pc, upstream, secrets)
+            objs, used = _render_component(plan, pc, upstream, secrets, files)
             results[pc.name] = objs, used
             if use_cache:
                 from kubeforge.secrets import digest
 
                 entry = {"objects": objs, "secrets": used, "digest": digest(secrets, used) if used else None}
                 # An entry made with secrets holds their values: private to the user.
-                _write_atomic(cdir / f"{keys[pc.name]}.pickle", pickle.dumps(entry, protocol=5),
+                _write_atomic(cdir / f"{_entry_name(keys[pc.name], pc, secrets)}.pickle", pickle.dumps(entry, protocol=5),
                               private=bool(used))
 
     _check_duplicates(plan, {n: r[0] for n, r in results.items()})

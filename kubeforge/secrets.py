@@ -243,6 +243,28 @@ class FileStore(Store):
             raise KubeforgeError(f"cannot write the secrets file {self.path}: {exc.strerror}", field=ENV_FILE,
                                  fix=f"make {self.path.parent} writable or name another file with --secrets") from None
 
+    def put(self, name: str, value: str) -> str:
+        """Add a new secret under an exclusive lock, reading the file afresh first: two processes
+        rendering one install at once (parallel tests, a render beside an apply) keep the value
+        the first of them made instead of overwriting each other's."""
+        import fcntl
+
+        if not self.writable or name in self._load():
+            return super().put(name, value)     # a replacement (a re-derived hash) is ours to write
+        _refuse_checkout(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._cache = None
+            theirs = self._load().get(name)
+            if theirs is not None:
+                return theirs
+            return super().put(name, value)
+        finally:
+            os.close(fd)
+
     def missing_fix(self) -> str:
         return f"render or apply once to create it in {self.path}"
 

@@ -30,6 +30,12 @@ from kubeforge.model import LABEL_COMPONENT
 
 ERROR, WARNING = "error", "warning"
 
+
+def _monitoring_rules() -> dict[str, str]:
+    from kubeforge.validate_monitoring import RULES as monitoring
+
+    return monitoring
+
 # kubectl's client-side apply stores the whole object in the last-applied-configuration
 # annotation, and all annotations of an object together may hold at most 256 KiB.
 CLIENT_SIDE_APPLY_LIMIT = 256 * 1024
@@ -56,6 +62,7 @@ RULES = {
     "resources": "workload containers request CPU/memory (warning)",
     "allowlist-stale": "every allowlist entry still matches a finding",
 }
+RULES.update(_monitoring_rules())
 
 # Built-in kinds that are cluster-scoped (the OpenAPI schema does not say; kustomize keeps the
 # same list). Anything else built in is namespaced.
@@ -323,7 +330,8 @@ def _crd_index(objects: list[dict]) -> dict[tuple[str, str], dict]:
     return out
 
 
-def _check_schema(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_checks: dict) -> str | None:
+def _check_schema(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_checks: dict,
+                  cluster: Any = None) -> str | None:
     """Schema checks; returns the object's scope ("Namespaced"/"Cluster") when known."""
     check = k8s.validator(ob.group, ob.version, ob.kind)
     if check is not False:
@@ -345,11 +353,14 @@ def _check_schema(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_chec
         ob.add(ERROR, "unknown-kind", f"{ob.api_version} {ob.kind} is not served: {hint}; {fix}")
         return None
     crd = crds.get((ob.group, ob.kind))
+    if crd is None and cluster is not None and cluster.provides(ob.group, ob.kind):
+        return None                     # the profile says the cluster serves it (cluster.apis)
     if crd is None:
         ob.add(ERROR, "crd-missing",
                f"custom resource {ob.kind} ({ob.api_version}) has no CustomResourceDefinition among "
-               f"the objects: enable the component that provides the {ob.group} CRDs, or add the "
-               f"CRD to this component's sources")
+               f"the objects: enable the component that provides the {ob.group} CRDs, add the "
+               f"CRD to this component's sources, or declare `cluster.apis: [{ob.group}]` in the "
+               f"profile if the cluster already serves it")
         return None
     spec = _d(crd.get("spec"))
     versions = [v for v in spec.get("versions") or () if isinstance(v, dict)]
@@ -482,7 +493,8 @@ def _check_metadata(ob: _Object, md: dict) -> None:
                        ["metadata", "labels", k])
 
 
-def _check_object(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_checks: dict) -> None:
+def _check_object(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_checks: dict,
+                  cluster: Any = None) -> None:
     obj = ob.obj
     md = obj.get("metadata")
     if not ob.api_version or not ob.kind or not isinstance(md, dict) or not ob.name:
@@ -491,7 +503,7 @@ def _check_object(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_chec
         ob.add(ERROR, "object-identity", f"the object has no {', '.join(missing)}",
                missing[0] if missing else "")
         return
-    scope = _check_schema(ob, k8s, crds, crd_checks)
+    scope = _check_schema(ob, k8s, crds, crd_checks, cluster)
     _check_metadata(ob, md)
     if scope == "Cluster" and ob.namespace:
         ob.add(WARNING, "namespace-scope", f"{ob.kind} is cluster-scoped; metadata.namespace "
@@ -523,11 +535,13 @@ def _check_object(ob: _Object, k8s: schemas.BuiltinSchemas, crds: dict, crd_chec
                "server-side-apply only")
 
 
-def validate(objects: list[dict], kubernetes_version: str, allowlist: Any = None) -> Report:
+def validate(objects: list[dict], kubernetes_version: str, allowlist: Any = None,
+             cluster: Any = None) -> Report:
     """Validate objects for a Kubernetes version ("1.34"); never modifies them.
 
     allowlist: None for components/_allowlist.yaml, a path, a {entries: [...]} mapping, a list of
-    entries, or [] for none.
+    entries, or [] for none. cluster: the profile's `cluster` (kubeforge.profile.Cluster): custom
+    resources of the APIs it says the cluster serves need no CRD among the objects.
     """
     k8s = schemas.builtin(kubernetes_version)
     entries = _resolve_allowlist(allowlist)
@@ -544,7 +558,7 @@ def validate(objects: list[dict], kubernetes_version: str, allowlist: Any = None
                                     f"object #{i} is a {type(obj).__name__}, not a mapping"))
             continue
         ob = _Object(obj, findings)
-        _check_object(ob, k8s, crds, crd_checks)
+        _check_object(ob, k8s, crds, crd_checks, cluster)
         key = (ob.group, ob.kind, ob.namespace, ob.name)
         if ob.kind and ob.name and key in seen:
             ob.add(ERROR, "duplicate-object", f"the same object is also object #{seen[key]}; the "
@@ -552,8 +566,18 @@ def validate(objects: list[dict], kubernetes_version: str, allowlist: Any = None
         seen.setdefault(key, i)
         object_ms.append((f"{ob.kind} {ob.namespace + '/' if ob.namespace else ''}{ob.name}",
                           1000 * (time.perf_counter() - t0)))
+    _monitoring(objects, findings)
     _apply_allowlist(findings, entries, objects)
     return Report(k8s.version, len(objects), findings, time.perf_counter() - start, object_ms)
+
+
+def _monitoring(objects: list, findings: list[Finding]) -> None:
+    """Rules across monitoring objects (kubeforge.validate_monitoring): PromQL, monitor targets,
+    dashboards' datasources."""
+    from kubeforge import validate_monitoring
+
+    for severity, rule, message, obj, path in validate_monitoring.check(objects):
+        _Object(obj, findings).add(severity, rule, message, path)
 
 
 def _apply_allowlist(findings: list[Finding], entries: list[AllowEntry], objects: list) -> None:
@@ -577,7 +601,7 @@ def _apply_allowlist(findings: list[Finding], entries: list[AllowEntry], objects
 
 
 # What a validation report depends on besides the objects: this code and the bundled schemas.
-_VALIDATION_CODE = ("validate.py", "schemas.py", "images.py")
+_VALIDATION_CODE = ("validate.py", "schemas.py", "images.py", "validate_monitoring.py", "gpu/dcgm.py")
 
 
 def validate_cached(rendered: Any, render_key: str, use_cache: bool = True, secrets: Any = None) -> tuple[Report, bool]:
@@ -609,7 +633,7 @@ def validate_cached(rendered: Any, render_key: str, use_cache: bool = True, secr
             return Report.from_dict(json.loads(path.read_text())), True
         except (ValueError, KeyError, TypeError):   # a torn entry is only a miss
             pass
-    report = validate(rendered.objects(), kv)
+    report = validate(rendered.objects(), kv, cluster=rendered.plan.profile.cluster)
     if use_cache:
         _write_atomic(path, json.dumps(report.to_dict()).encode())
     return report, False

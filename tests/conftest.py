@@ -13,8 +13,11 @@ SHARED = Path(os.environ.get("KUBEFORGE_SHARED", REPO.parent / "shared"))
 MIRROR = Path(os.environ.get("KUBEFORGE_TEST_MIRROR", SHARED / "mirror"))
 GPU_FIXTURES = SHARED / "fixtures" / "gpu"
 # Renders made by tests keep their per-install secrets in a throw-away directory, never in the
-# developer's ~/.config/kubeforge/secrets.
-os.environ["KUBEFORGE_SECRETS_DIR"] = tempfile.mkdtemp(prefix="kubeforge-test-secrets-")
+# developer's ~/.config/kubeforge/secrets. xdist workers inherit the one the controlling process
+# made, so all of them render one install per profile and share the render cache.
+if not (os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("KUBEFORGE_SECRETS_DIR", "").startswith(
+        os.path.join(tempfile.gettempdir(), "kubeforge-test-secrets-"))):
+    os.environ["KUBEFORGE_SECRETS_DIR"] = tempfile.mkdtemp(prefix="kubeforge-test-secrets-")
 os.environ.pop("KUBEFORGE_SECRETS", None)
 
 

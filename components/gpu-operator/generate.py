@@ -1,5 +1,5 @@
-"""GPU Operator: the sharing ConfigMap its device plugin reads, and the chart values the profile
-implies. The Pulumi stack installs the chart (helm.v4.Chart) with `chart_values(ctx)`.
+"""GPU Operator: the sharing ConfigMap its device plugin reads, the DCGM counters its exporter
+reads when gpu-monitoring is on, and the chart values the profile implies. The Pulumi stack installs the chart (helm.v4.Chart) with `chart_values(ctx)`.
 
 Time-slicing / MPS and the MIG strategy come from the profile (gpu.sharing, gpu.mig) exactly as
 in host mode: the config document is the same (kubeforge.gpu.sharing); the operator finds it by
@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubeforge.gpu import sharing
+from kubeforge.gpu import dcgm, sharing
 
 
 def _sharing(ctx: Any) -> sharing.Settings:
@@ -19,10 +19,14 @@ def _sharing(ctx: Any) -> sharing.Settings:
 
 def generate(ctx: Any) -> list[dict]:
     s = _sharing(ctx)
-    if s.strategy == "none":
-        return []
     ns = next(iter(ctx.component.component.namespaces))
-    return [sharing.configmap(ns, sharing.config_text(sharing.plugin_config(s)))]
+    out = []
+    if s.strategy != "none":
+        out.append(sharing.configmap(ns, sharing.config_text(sharing.plugin_config(s))))
+    if ctx.enabled("gpu-monitoring"):
+        # The operator's DCGM exporter reads these counters (chart_values below).
+        out.append(dcgm.configmap(ns, dcgm.counters_csv(ctx.source_bytes("dcgm-default-counters").decode())))
+    return out
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -40,4 +44,6 @@ def chart_values(ctx: Any) -> dict[str, Any]:
     if s.strategy != "none":
         implied["devicePlugin"] = {"config": {"name": sharing.CONFIGMAP_NAME, "create": False,
                                               "default": sharing.CONFIG_KEY}}
+    if ctx.enabled("gpu-monitoring"):
+        implied = _merge(implied, dcgm.chart_values())
     return _merge(implied, ctx.values.get("chart") or {})

@@ -281,7 +281,7 @@ def build_graph(rendered: Rendered, *, charts: dict[str, list[HelmChart]] | None
                 providers = [c for c in [node.component, *closure[node.component]] if charts.get(c)]
                 if providers:
                     node.chart_deps = providers[:1]
-                else:
+                elif not plan.profile.cluster.provides(group, kind):   # else the cluster has it
                     unresolved.append(node.key)
         elif kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
             for wh in o.get("webhooks") or []:
@@ -355,6 +355,14 @@ def stack_graph(plan: Any, settings: Any, *, file: str, mirror: str | None = Non
                           secrets=secrets)
     apply_replicas([o for rc in rendered.components.values() for o in rc.objects], settings.replicas, file=file)
     graph = build_graph(rendered, charts=charts, await_load_balancers=settings.await_load_balancers)
+    if graph.unresolved:
+        # The API server would reject these at apply time, after everything before them was applied.
+        raise KubeforgeError(
+            f"{len(graph.unresolved)} custom resource(s) have no CRD among the stack's objects and the "
+            f"profile does not say the cluster serves them: {', '.join(graph.unresolved[:3])}",
+            file=plan.profile.source_file, field="cluster.apis",
+            fix="enable the component that ships the CRDs (e.g. prometheus-operator-crds), or list the "
+                "API group under cluster.apis if the cluster already has it")
     mark_secret_nodes(graph, rendered, secrets)
     return graph
 

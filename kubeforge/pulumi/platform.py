@@ -23,7 +23,7 @@ from kubeforge.pulumi.resources import KubernetesObject, PlatformComponent
 
 INGRESS_SERVICE = ("istio-system", "istio-ingressgateway")
 SECRETS_KEY = "secrets"
-_OBJECT_KEYS = ("gpu", "storage", "values", "replicas")
+_OBJECT_KEYS = ("gpu", "storage", "cluster", "values", "replicas")
 
 
 def read_config() -> tuple[dict[str, Any], pulumi.Output | None]:

@@ -25,8 +25,10 @@ class KubernetesObject(pulumi.CustomResource):
         generator wrote it into): every field but its identity is a Pulumi secret."""
         props: dict[str, Any] = dict(obj)
         secret_outputs: list[str] = []
-        fields = [f for f in props if f not in IDENTITY_FIELDS] if secret else \
-            list(SECRET_FIELDS) if obj.get("kind") == "Secret" else []
+        fields = [f for f in props if f not in IDENTITY_FIELDS] if secret else []
+        if obj.get("kind") == "Secret":
+            # stringData in, data out: the API server returns the payload as `data` either way.
+            fields = list(dict.fromkeys([*SECRET_FIELDS, *fields]))
         # Secret payloads never reach the state or the console in plain text.
         for f in fields:
             if props.get(f) is not None:

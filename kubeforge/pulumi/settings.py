@@ -9,6 +9,7 @@ Keys (namespace `kubeforge:`):
   kubernetesVersion  overrides the profile's target minor version
   gpu                object merged over the profile's `gpu` (mode, sharing, mig, ...)
   storage            object merged over the profile's `storage`
+  cluster            object merged over the profile's `cluster` (e.g. apis the cluster serves itself)
   registry           image registry mirror (air-gap)
   mirror             sources mirror (directory or URL)
   values             {component: {values}} merged over the profile's component values
@@ -31,7 +32,7 @@ from typing import Any
 from kubeforge.errors import KubeforgeError
 
 NS = "kubeforge"
-KNOWN_KEYS = ("profile", "kubernetesVersion", "gpu", "storage", "registry", "mirror", "values",
+KNOWN_KEYS = ("profile", "kubernetesVersion", "gpu", "storage", "cluster", "registry", "mirror", "values",
               "replicas", "kubeconfig", "clusterStack", "clusterIdentifier", "awaitLoadBalancers", "secrets")
 
 
@@ -73,7 +74,7 @@ def parse(config: dict[str, Any], *, file: str, secret_keys: frozenset[str] = fr
                              field="config.kubeforge:kubernetesVersion", fix='quote it, e.g. "1.34"')
     if config.get("kubernetesVersion"):
         overrides["kubernetesVersion"] = str(config["kubernetesVersion"])
-    for key in ("gpu", "storage"):
+    for key in ("gpu", "storage", "cluster"):
         if obj(key):
             overrides[key] = obj(key)
     for key in ("registry", "mirror"):

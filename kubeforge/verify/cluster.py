@@ -46,6 +46,15 @@ def live_cluster_reason(kubeconfig: str | None = None) -> str | None:
     return None
 
 
+class ProxyResponse:
+    """What a Service answered through the API server's proxy."""
+
+    def __init__(self, status: int, headers: dict[str, str], text: str | bytes):
+        self.status = status
+        self.headers = headers
+        self.text = text.decode(errors="replace") if isinstance(text, bytes) else text
+
+
 class Cluster:
     """A connected cluster. Thread-safe for the calls below (the client pools connections)."""
 
@@ -162,6 +171,29 @@ class Cluster:
 
         kw = {"container": container} if container else {}
         return client.CoreV1Api(self.api).read_namespaced_pod_log(name, namespace, **kw)
+
+    def proxy(self, namespace: str, service: str, port: int | str, path: str, *, method: str = "GET",
+              body: Any = None, headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
+              timeout: float = 20.0) -> ProxyResponse:
+        """One HTTP request to a Service through the API server's service proxy
+        (/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH): no port-forward, no pod of ours.
+        Any status comes back (the caller judges it); only a transport failure raises."""
+        from kubernetes.client.exceptions import ApiException
+
+        resource = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/{path.lstrip('/')}"
+        hdrs = {"Accept": "application/json", **(headers or {})}
+        if body is not None:
+            hdrs["Content-Type"] = "application/json"
+        try:
+            resp = self.api.call_api(resource, method, query_params=list((params or {}).items()),
+                                     header_params=hdrs, body=body, auth_settings=["BearerToken"],
+                                     _preload_content=False, _return_http_data_only=False,
+                                     _request_timeout=timeout)
+        except ApiException as exc:
+            return ProxyResponse(exc.status or 0, dict(exc.headers or {}), exc.body or "")
+        raw, status, got = resp
+        data = raw.data.decode(errors="replace") if hasattr(raw, "data") else str(raw)
+        return ProxyResponse(status, dict(got or {}), data)
 
     def served_kinds(self) -> list[tuple[str, str, bool]]:
         """(apiVersion, kind, namespaced) of every listable resource the server serves."""

@@ -53,6 +53,8 @@ def ctx(name: str, prof, values: dict | None = None, enabled=("nvidia-device-plu
 def upstream(c, mirror: Path) -> list[dict]:
     objs = []
     for s in selected_sources(c.component):
+        if s.raw:                       # a file generate.py reads (ctx.source_bytes), not manifests
+            continue
         path = mirror / s.repo.mirror_path(s.path)
         objs += [d for d in yaml.safe_load_all(path.read_text()) if d]
     return objs
@@ -87,7 +89,9 @@ def test_catalog_entries(mirror_dir):
     assert dp.namespaces == {NS: "privileged"} and dcgm.namespaces == {"dcgm-exporter": "privileged"}
     assert gs.requires == ["nvidia-device-plugin"] and gs.namespaces == {}
     assert set(op.conflicts) == {"nvidia-device-plugin", "dcgm-exporter", "gpu-sharing"}
-    (chart,) = op.sources
+    (chart,) = [s for s in op.sources if s.kind == "helm"]
+    assert [(s.id, s.path, s.raw) for s in op.sources if s.kind != "helm"] == [
+        ("dcgm-default-counters", "etc/default-counters.csv", True)]
     assert (chart.kind, chart.chart, chart.version, chart.repo_url) == (
         "helm", "gpu-operator", f"v{op.version}", "https://helm.ngc.nvidia.com/nvidia")
     for c in (dp, dcgm, gs, op):

@@ -32,16 +32,43 @@ def shipped_profiles() -> list[str]:
     return sorted(p.stem for p in (REPO / "profiles").glob("*.yaml"))
 
 
+def stack_secrets(config: dict[str, Any]) -> dict[str, str]:
+    """The per-install secrets `kubeforge up` would put into the stack config before the program
+    runs (kubeforge.pulumi.automation.ensure_secrets renders into the stack's store; here the
+    profile's test secrets file, so every test of a profile renders one install and the render
+    cache, which keeps one entry per component, is not rewritten by each run)."""
+    from kubeforge import api
+    from kubeforge.pulumi.settings import parse
+    from kubeforge.secrets import store_for
+
+    s = parse({k.split(":", 1)[1]: v for k, v in config.items()}, file="test")
+    plan = api.plan(api.load_profile(s.profile, s.overrides or None))
+    store = store_for(plan.profile)
+    api.render(plan, mirror=config.get("kubeforge:mirror"), skip_helm=True, secrets=store)
+    return store.values()
+
+
+def with_stack_secrets(config: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Add kubeforge:secrets (a Pulumi secret) when the profile uses per-install secrets."""
+    values = stack_secrets(config)
+    if values:
+        config["kubeforge:secrets"] = values
+        return (*secret_keys, "kubeforge:secrets")
+    return secret_keys
+
+
 def run_profile(profile: str, mirror: Path, extra: dict[str, Any] | None = None, *,
                 stack: str = "test", stack_outputs: dict | None = None) -> mockrun.RunResult:
     """The real platform program for a profile, under the mock runtime."""
     from kubeforge.pulumi import platform
 
     config = {"kubeforge:profile": profile, "kubeforge:mirror": str(mirror), **(extra or {})}
-    secret = ()
+    secret: tuple[str, ...] = ()
     if not any(k in config for k in ("kubeforge:kubeconfig", "kubeforge:clusterStack")):
         config["kubeforge:kubeconfig"] = KUBECONFIG
         secret = ("kubeforge:kubeconfig",)
+    if "kubeforge:secrets" not in config:
+        secret = with_stack_secrets(config, secret)
     return mockrun.run(platform.main, config=config, secret_keys=secret, stack=stack,
                        stack_outputs=stack_outputs)
 

@@ -500,6 +500,7 @@ def test_platform_reads_the_cluster_stacks_kubeconfig_by_stack_reference(cloud, 
     answered by the outputs the cluster program itself produced (the boundary is the other stack's
     state): the Kubernetes provider gets exactly that kubeconfig, as a secret."""
     from graph_summary import mockrun as mr
+    from graph_summary import with_stack_secrets
 
     from kubeforge.pulumi import platform
 
@@ -509,7 +510,8 @@ def test_platform_reads_the_cluster_stacks_kubeconfig_by_stack_reference(cloud, 
     ref = config["kubeforge:clusterStack"]
     assert ref == f"organization/kubeforge-cluster-{cloud}/prod"
     config["kubeforge:mirror"] = str(mirror_dir)
-    res = mr.run(platform.main, config=config, stack=f"{cloud}-prod", stack_outputs={ref: cluster_res.outputs})
+    res = mr.run(platform.main, config=config, stack=f"{cloud}-prod", stack_outputs={ref: cluster_res.outputs},
+                 secret_keys=with_stack_secrets(config))
     (refreg,) = [r for r in res.registrations.values() if r.type == "pulumi:pulumi:StackReference"]
     assert refreg.inputs["name"] == ref
     (prov,) = [r for r in res.registrations.values() if r.type == "pulumi:providers:kubernetes"]

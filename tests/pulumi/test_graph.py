@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from graph_summary import GATE_TYPE, GRAPHS, KUBECONFIG, dumps, run_profile, summarize
+from graph_summary import GATE_TYPE, GRAPHS, KUBECONFIG, dumps, run_profile, summarize, with_stack_secrets
 from mockrun import RunResult, UnmockedInvoke
 from shipped_profiles import SHIPPED, distinct, representatives
 
@@ -57,7 +57,9 @@ def _env_run(env: str, mirror: Path, monkeypatch, tmp_path: Path) -> tuple[RunRe
             kc = tmp_path / "kubeconfig"      # dev: the cluster comes from $KUBECONFIG
             kc.write_text(KUBECONFIG)
             monkeypatch.setenv("KUBECONFIG", str(kc))
-        _RUNS[key] = mockrun.run(platform.main, config=config, stack=env, stack_outputs=outputs)
+        secret_keys = with_stack_secrets(config)
+        _RUNS[key] = mockrun.run(platform.main, config=config, stack=env, stack_outputs=outputs,
+                                 secret_keys=secret_keys)
     return _RUNS[key], config
 
 

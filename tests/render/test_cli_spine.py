@@ -45,7 +45,7 @@ def test_profiles_list_show_and_schema(kubeforge_cli, repo_root):
     assert rc == 0
     rows = {r["name"]: r for r in json.loads(out)}
     assert set(rows) == {p.stem for p in (repo_root / "profiles").glob("*.yaml")}
-    layers = [yaml.safe_load((repo_root / "profiles" / f"{n}.yaml").read_text()) for n in ("base", "serving")]
+    layers = [yaml.safe_load((repo_root / "profiles" / f"{n}.yaml").read_text()) for n in ("base", "monitoring", "serving")]
     want = {n for layer in layers for n, c in layer["components"].items() if c.get("enabled", True)}
     assert set(rows["serving"]["components"]) == want and rows["serving"]["gpuMode"] == "none"
     rc, out, _ = kubeforge_cli("profiles", "show", "-p", "serving")
@@ -93,7 +93,9 @@ def test_sync_verifies_every_source_of_the_profile(kubeforge_cli, repo_root):
     doc = json.loads(out)
     cat = _catalog(repo_root)
     declared = [s for n in ("katib", "training-operator", "argo-workflows", "nvidia-device-plugin",
-                            "dcgm-exporter", "storage") for s in cat[n].get("sources") or [] if s["kind"] != "helm"]
+                            "dcgm-exporter", "storage", "prometheus-operator-crds", "kube-prometheus",
+                            "gpu-monitoring", "platform-monitors")
+                for s in cat[n].get("sources") or [] if s["kind"] != "helm"]
     always = {s["id"] for s in declared if not s.get("when")}       # `when:` ones follow the values
     assert always <= set(doc["sources"]) <= {s["id"] for s in declared}
     assert all(Path(p).exists() for p in doc["sources"].values())

@@ -98,3 +98,41 @@ def test_directory_without_kustomization(tmp_path):
     with pytest.raises(KubeforgeError) as e:
         kustomize.build(tmp_path)
     assert e.value.file == str(tmp_path) and "no kustomization" in e.value.message
+
+
+AM_CONFIG_CRD = ("github/prometheus-operator/kube-prometheus/v0.18.0/manifests/setup/"
+                 "0alertmanagerConfigCustomResourceDefinition.yaml")
+
+
+def _matcher_enums(node, out):
+    """Every `enum` list below node (the matchType enums of the AlertmanagerConfig CRD)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("enum"), list) and "=~" in node["enum"]:
+            out.append(node["enum"])
+        for v in node.values():
+            _matcher_enums(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _matcher_enums(v, out)
+    return out
+
+
+def test_a_plain_equals_sign_is_a_string_in_the_real_alertmanagerconfig_crd(mirror_dir, tmp_path):
+    """The real CRD holds `- =` in its matchType enums: PyYAML's safe_load rejects it (YAML 1.1's
+    "value" type), kubectl reads the string "=". Both of kubeforge's readers must read it as kubectl
+    does: the whole object equals what kubectl's own conversion prints."""
+    import yaml
+
+    from kubeforge import yamlio
+
+    raw = (mirror_dir / AM_CONFIG_CRD).read_bytes()
+    assert b"\n                            - =\n" in raw   # the upstream file still has the item
+    with pytest.raises(yaml.constructor.ConstructorError):
+        yaml.safe_load(raw)
+    (crd,) = kustomize.parse(raw)
+    enums = _matcher_enums(crd, [])
+    assert enums and all(e == ["!=", "=", "=~", "!~"] for e in enums)   # as written in the file
+    assert yamlio.load(raw.decode()) == crd
+    shutil.copy(mirror_dir / AM_CONFIG_CRD, tmp_path / "crd.yaml")
+    (tmp_path / "kustomization.yaml").write_text("resources: [crd.yaml]\n")
+    assert kustomize.build(tmp_path) == [crd]

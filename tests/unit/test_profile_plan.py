@@ -26,7 +26,7 @@ def test_deep_merge_later_wins_and_lists_replace():
 
 def test_extends_chain_is_resolved():
     p = load_profile("gpu-onprem")
-    assert [f.split("/")[-1] for f in p.files] == ["base.yaml", "dev.yaml", "gpu-onprem.yaml"]
+    assert [f.split("/")[-1] for f in p.files] == ["base.yaml", "dev.yaml", "monitoring.yaml", "gpu-onprem.yaml"]
     assert p.gpu.mode == "host"
     assert p.components["kserve"].values == {"deploymentMode": "Knative"}
     assert p.storage.default == "local-path"   # from base

@@ -211,3 +211,27 @@ def test_cli_prints_names_unasked_and_a_value_only_when_asked(demo_home, tmp_pat
     assert cli(["--secrets", str(f), "secrets", "get", "-p", "demo", "nope"]) == 2
     err = capsys.readouterr().err
     assert "no secret 'nope'" in err and "demo-cookie" in err and values["demo-cookie"] not in err
+
+
+def test_two_processes_making_one_install_agree_on_a_new_secret(demo_home, tmp_path):
+    """Both stores read the file before either made the secret (two renders starting at once):
+    the second keeps the value the first wrote instead of overwriting it."""
+    path = tmp_path / "shared.yaml"
+    a, b = ks.FileStore(path), ks.FileStore(path)
+    assert a.peek("demo-key") is None and b.peek("demo-key") is None
+    first = a.put("demo-key", "a" * 32)
+    assert b.put("demo-key", "b" * 32) == first
+    assert yaml.safe_load(path.read_text())["demo-key"] == first
+
+
+def test_two_installs_of_one_profile_keep_their_own_cache_entries(demo_home, tmp_path):
+    """Installs A and B of the same profile (same settings, own secrets) render alternately on
+    one machine: after each has rendered once, both hit the cache."""
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first_a = _render_text(ks.FileStore(a))
+    first_b = _render_text(ks.FileStore(b))
+    assert first_a != first_b                                # different installs, different values
+    for path, text in ((a, first_a), (b, first_b)):
+        stats: dict = {}
+        assert _render_text(ks.FileStore(path), stats) == text
+        assert stats["misses"] == [], path.name

@@ -124,7 +124,8 @@ def test_custom_resource_without_its_crd():
     assert (f.rule, f.kind) == ("crd-missing", "Widget")
     assert f.message == ("custom resource Widget (example.kubeforge.io/v1) has no CustomResourceDefinition "
                          "among the objects: enable the component that provides the example.kubeforge.io "
-                         "CRDs, or add the CRD to this component's sources")
+                         "CRDs, add the CRD to this component's sources, or declare `cluster.apis: "
+                         "[example.kubeforge.io]` in the profile if the cluster already serves it")
 
 
 WIDGET_SCHEMA = {
