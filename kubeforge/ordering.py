@@ -53,3 +53,31 @@ def sort_key(obj: dict[str, Any]) -> tuple:
 def apply_order(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stable, deterministic apply order of a batch of objects."""
     return sorted(objs, key=sort_key)
+
+
+# -- the phases of one install wave (kubeforge apply, and the apply step of an upgrade) ---------
+# Inside a wave the order follows the object edges the Pulumi stack registers
+# (kubeforge.pulumi.graph.build_graph), so `kubeforge apply` waits exactly where Pulumi waits:
+#   crds              Namespaces and CRDs                                  -> CRDs Established
+#   workloads         what needs nothing of its wave but those             -> workloads available
+#   webhooks          webhook configurations and APIServices (after their backends)
+#                                                                          -> caBundle + endpoints
+#   custom-resources  what the stack orders after a controller, Service or webhook of its wave
+CRDS, WORKLOADS, WEBHOOKS, CUSTOM_RESOURCES = "crds", "workloads", "webhooks", "custom-resources"
+APPLY_PHASES = (CRDS, WORKLOADS, WEBHOOKS, CUSTOM_RESOURCES)
+_FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
+_GATE_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService")
+_SERVING_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Service")
+
+
+def apply_phase(obj: dict[str, Any], dep_kinds: list[str] | tuple[str, ...] = ()) -> str:
+    """The phase of `obj` in its wave; dep_kinds: kinds of the objects of the same wave that the
+    stack's graph orders it after (edges to earlier waves are satisfied by the wave gates)."""
+    kind = obj.get("kind", "")
+    if kind in _FIRST_KINDS:
+        return CRDS
+    if kind in _GATE_KINDS:
+        return WEBHOOKS
+    if any(k in _SERVING_KINDS or k in _GATE_KINDS for k in dep_kinds):
+        return CUSTOM_RESOURCES
+    return WORKLOADS
