@@ -14,6 +14,26 @@ from typing import Any
 from kubeforge.errors import KubeforgeError
 
 DEFAULT_KUBECONFIG = "~/.kube/config"
+FIELD_MANAGER = "kubeforge"   # the one field manager of everything kubeforge applies
+
+
+class ApiRejected(Exception):
+    """The API server refused one request: its status code, reason and message, as it said them."""
+
+    def __init__(self, status: int, reason: str, message: str):
+        super().__init__(f"{status} {reason}: {message}")
+        self.status, self.reason, self.message = status, reason, message
+
+    @classmethod
+    def of(cls, exc: Any) -> ApiRejected:
+        import json
+
+        message = str(getattr(exc, "body", "") or exc)
+        try:
+            message = json.loads(message).get("message") or message
+        except (ValueError, AttributeError):
+            pass
+        return cls(int(getattr(exc, "status", 0) or 0), str(getattr(exc, "reason", "") or ""), message)
 
 
 def kubeconfig_path(explicit: str | None = None) -> Path:
@@ -117,13 +137,27 @@ class Cluster:
             kw["query_params"] = [("dryRun", "All")]
         return res.create(**kw).to_dict()
 
-    def apply(self, obj: dict, namespace: str | None = None) -> dict:
-        """Server-side apply (field manager kubeforge-verify)."""
-        res = self._require(obj)
+    def apply(self, obj: dict, namespace: str | None = None, *, force: bool = False,
+              dry_run: bool = False) -> dict:
+        """Server-side apply as field manager `kubeforge`; the object as the server stored it (or,
+        with dry_run, would store it: dryRun=All persists nothing). Conflicts with another field
+        manager are refused unless force. ApiRejected when the server refuses it."""
+        from kubernetes.client.exceptions import ApiException
+
         md = obj.get("metadata", {})
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        if res is None:
+            raise ApiRejected(404, "NotFound", f'no matches for kind "{obj["kind"]}" in version '
+                              f'"{obj["apiVersion"]}" (the cluster does not serve it)')
         ns = namespace or md.get("namespace")
-        return res.server_side_apply(body=obj, name=md["name"], namespace=ns if res.namespaced else None,
-                                     field_manager="kubeforge", force_conflicts=True).to_dict()
+        kw: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
+        if dry_run:
+            kw["dry_run"] = "All"
+        try:
+            return res.server_side_apply(body=obj, name=md["name"], namespace=ns if res.namespaced else None,
+                                         **kw).to_dict()
+        except ApiException as exc:
+            raise ApiRejected.of(exc) from None
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
                propagation: str = "Background") -> bool:
