@@ -1,87 +1,19 @@
-"""Teardown execution over an in-memory stand-in for the API server (the cluster boundary this
-machine cannot reach), loaded with the real rendered objects of the training profile. It models
-what teardown relies on: deletion blocked by finalizers, the namespace controller, label lists."""
+"""Teardown execution over the in-process API server stand-in (apiserver_standin.py: the cluster
+boundary this machine cannot reach), loaded with the real rendered objects of the training
+profile. What teardown relies on: deletion blocked by finalizers, the namespace controller, label
+lists."""
 from __future__ import annotations
 
 import copy
 
+from apiserver_standin import ApiServerStandIn
+
 from kubeforge.lifecycle import teardown as td
 
 
-class InMemoryCluster:
-    """Stand-in for the API server: objects by identity, finalizers block deletion."""
-
-    def __init__(self, objects):
-        self.store = {}
-        for o in objects:
-            self.put(o)
-        self.deleted: list[str] = []   # deletion requests, in order
-
-    @staticmethod
-    def key(api, kind, name, ns):
-        return (api, kind, ns or None, name)
-
-    def put(self, o):
-        o = copy.deepcopy(o)
-        md = o["metadata"]
-        md.setdefault("uid", f"uid-{o['kind']}-{md['name']}")
-        self.store[self.key(o["apiVersion"], o["kind"], md["name"], md.get("namespace"))] = o
-
-    def get(self, api, kind, name, namespace=None):
-        o = self.store.get(self.key(api, kind, name, namespace))
-        return copy.deepcopy(o) if o else None
-
-    def list(self, api, kind, namespace=None, label_selector=None):
-        want = dict(kv.split("=", 1) for kv in label_selector.split(",")) if label_selector else {}
-        out = []
-        for (a, k, ns, _), o in self.store.items():
-            labels = o["metadata"].get("labels") or {}
-            if a == api and k == kind and (namespace is None or ns == namespace) and \
-                    all(labels.get(x) == v for x, v in want.items()):
-                out.append(copy.deepcopy(o))
-        return out
-
-    def delete(self, api, kind, name, namespace=None, propagation="Background"):
-        k = self.key(api, kind, name, namespace)
-        if k not in self.store:
-            return False
-        self.deleted.append(f"{kind} {name}")
-        o = self.store[k]
-        o["metadata"]["deletionTimestamp"] = "now"
-        self._settle(k)
-        return True
-
-    def _settle(self, k):
-        o = self.store.get(k)
-        if o is None or "deletionTimestamp" not in o["metadata"] or o["metadata"].get("finalizers"):
-            return
-        if o["kind"] == "Namespace":
-            name = o["metadata"]["name"]
-            inside = [kk for kk in self.store if kk[2] == name]
-            for kk in inside:  # the namespace controller deletes what it holds
-                self.store[kk]["metadata"]["deletionTimestamp"] = "now"
-                self._settle(kk)
-            if any(kk[2] == name for kk in self.store):
-                return
-        del self.store[k]
-
-    def patch(self, api, kind, name, namespace, body):
-        k = self.key(api, kind, name, namespace)
-        if k not in self.store:
-            return None
-        if body.get("metadata", {}).get("finalizers", "keep") is None:
-            self.store[k]["metadata"].pop("finalizers", None)
-        self._settle(k)
-        for kk in list(self.store):  # a namespace may now finish
-            if kk[1] == "Namespace":
-                self._settle(kk)
-        return self.get(api, kind, name, namespace)
-
-    def served_kinds(self):
-        return sorted({(a, k, ns is not None) for (a, k, ns, _) in self.store})
-
-    def finalize_namespace(self, name):
-        self._settle(("v1", "Namespace", None, name))
+def InMemoryCluster(objects):  # noqa: N802 (the stand-in's old name, kept for these tests)
+    """The API server stand-in (apiserver_standin.py) holding exactly these objects."""
+    return ApiServerStandIn(objects, system_namespaces=False)
 
 
 def _platform(training):
