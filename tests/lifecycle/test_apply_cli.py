@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from apiserver_standin import ApiServerStandIn
@@ -133,3 +135,83 @@ def test_missing_kubeconfig_exits_2(run, tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(missing))
     rc, _, err = run("apply", "-p", "training")
     assert rc == 2 and f"error: {missing}: KUBECONFIG: no kubeconfig file here" in err
+
+
+class _ApplyRecorder(BaseHTTPRequestHandler):
+    """A stand-in API server serving ConfigMaps only, recording server-side apply requests: checks
+    what the real Cluster.apply puts on the wire (the one path the in-process stand-in skips)."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802 (http.server naming)
+        path = self.path.split("?")[0].rstrip("/")
+        if path == "/version":
+            body = {"major": "1", "minor": "34", "gitVersion": "v1.34.0", "gitCommit": "0" * 40,
+                    "gitTreeState": "clean", "buildDate": "2025-08-27T00:00:00Z", "goVersion": "go1.24.6",
+                    "compiler": "gc", "platform": "linux/amd64"}
+        elif path == "/api":
+            body = {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        elif path == "/apis":
+            body = {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
+        elif path == "/api/v1":
+            body = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [
+                {"name": "configmaps", "singularName": "", "namespaced": True, "kind": "ConfigMap",
+                 "verbs": ["get", "list", "patch"]}]}
+        else:
+            return self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+                                    "reason": "NotFound", "message": "not found"})
+        self._send(200, body)
+
+    def do_PATCH(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        self.server.seen.append((self.path, self.headers.get("Content-Type"), body))
+        if body["metadata"]["name"] == "taken":
+            return self._send(409, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409,
+                                    "reason": "Conflict", "message": 'Apply failed with 1 conflict: conflict '
+                                    'with "kubectl": .data.x'})
+        self._send(200, {**body, "metadata": {**body["metadata"], "resourceVersion": "7"}})
+
+    def _send(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_cluster_apply_sends_server_side_apply_as_kubeforge(tmp_path):
+    from kubeforge.verify.cluster import ApiRejected, connect
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ApplyRecorder)
+    server.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kc = tmp_path / "kubeconfig"
+    kc.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{server.server_address[1]}"}}}}]
+users: [{{name: u, user: {{token: t}}}}]
+contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
+current-context: x
+""")
+    try:
+        cluster = connect(str(kc))
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "ns"},
+              "data": {"x": "1"}}
+        assert cluster.apply(cm)["metadata"]["resourceVersion"] == "7"
+        cluster.apply(cm, dry_run=True, force=True)
+        with pytest.raises(ApiRejected) as refused:
+            cluster.apply({**cm, "metadata": {"name": "taken", "namespace": "ns"}})
+        with pytest.raises(ApiRejected) as unserved:
+            cluster.apply({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}})
+    finally:
+        server.shutdown()
+    (p1, ct, body), (p2, _, _), _ = server.seen
+    assert ct == "application/apply-patch+yaml" and body == cm
+    assert p1.startswith("/api/v1/namespaces/ns/configmaps/a?")
+    assert "fieldManager=kubeforge" in p1 and "force=false" in p1 and "dryRun" not in p1
+    assert "dryRun=All" in p2 and "force=true" in p2
+    assert (refused.value.status, refused.value.reason) == (409, "Conflict")
+    assert refused.value.message == 'Apply failed with 1 conflict: conflict with "kubectl": .data.x'
+    assert unserved.value.status == 404 and 'no matches for kind "Thing"' in unserved.value.message
