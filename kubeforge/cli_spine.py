@@ -150,13 +150,14 @@ def register(app: typer.Typer) -> None:
         no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore cached renders.")] = False,
     ) -> None:
         """Render the profile to ordered YAML files (one per component, in apply order)."""
-        from kubeforge.render import render, write_dir
+        from kubeforge.render import prepare_out_dir, render, write_dir
 
         plan = _plan(profile)
+        prepare_out_dir(out)   # before any work: a file in the way is bad input (exit 2)
         _warn(plan)
         t0 = time.perf_counter()
         rendered = render(plan, mirror=mirror, use_cache=not no_cache)
-        files = write_dir(rendered, out)
+        files = write_dir(rendered, out, use_cache=not no_cache)
         n = sum(len(c.objects) for c in rendered.components.values())
         print(f"{n} objects from {len(rendered.components)} components in {len(files)} files under {out} "
               f"({time.perf_counter() - t0:.2f}s)")

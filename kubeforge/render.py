@@ -7,6 +7,7 @@ component and runs neither kustomize nor the transforms.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -282,9 +283,49 @@ def dump_yaml(objs: list[dict[str, Any]]) -> str:
                          width=1 << 16, explicit_start=True)
 
 
-def write_dir(rendered: Rendered, out: Path) -> list[Path]:
+def component_yaml(objs: list[dict[str, Any]], use_cache: bool = True) -> str:
+    """dump_yaml(objs), read from the cache when these very objects were serialised before.
+
+    PyYAML's representer is most of a warm render's time, so the text is cached too. Its key is
+    the pickle of the objects (their types, values, key order and shared references: everything
+    the YAML depends on), so an object edited after render() is a miss, never stale text; and the
+    serialiser (this code, PyYAML and libyaml versions)."""
+    if not use_cache:
+        return dump_yaml(objs)
+    key = hashlib.sha256(_serializer_id().encode() + pickle.dumps(objs, protocol=5)).hexdigest()
+    path = _cache_dir() / "yaml" / f"{key}.yaml"
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    text = dump_yaml(objs)
+    _write_atomic(path, text.encode("utf-8"))
+    return text
+
+
+@functools.cache
+def _serializer_id() -> str:
+    import yaml
+
+    libyaml = getattr(getattr(yaml, "_yaml", None), "get_version_string", lambda: "none")()
+    return f"{_code_hash()} pyyaml {yaml.__version__} libyaml {libyaml} {hasattr(yaml, 'CSafeDumper')}\n"
+
+
+def prepare_out_dir(out: Path) -> None:
+    """The output directory exists (made if missing) and is one; KubeforgeError (exit 2) otherwise."""
+    if out.exists() and not out.is_dir():
+        raise KubeforgeError("is a file, not a directory", file=str(out), field="--out",
+                             fix="pass a directory (it is created if missing), or remove the file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KubeforgeError(f"cannot create the output directory: {exc.strerror}", file=str(out),
+                             field="--out", fix="pass a directory you can write to") from None
+
+
+def write_dir(rendered: Rendered, out: Path, use_cache: bool = True) -> list[Path]:
     """One numbered file per component in apply order; index.json lists every object."""
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out)
     for old in out.glob("[0-9][0-9]-*.yaml"):
         old.unlink()
     written = []
@@ -295,7 +336,7 @@ def write_dir(rendered: Rendered, out: Path) -> list[Path]:
             i += 1
             rc = rendered.components[name]
             path = out / f"{i:02d}-{name}.yaml"
-            path.write_text(dump_yaml(rc.objects))
+            path.write_text(component_yaml(rc.objects, use_cache))
             written.append(path)
             for o in rc.objects:
                 md = o.get("metadata", {})
