@@ -164,7 +164,8 @@ def register(app: typer.Typer) -> None:
                                                 "custom resources outside the platform).")] = False,
         force_finalizers: Annotated[bool, typer.Option(
             "--force-finalizers", help="Remove finalizers of objects still stuck after the wait "
-            "(their controllers' clean-up is skipped).")] = False,
+            "(their controllers' clean-up is skipped); at once where no controller is left to remove them "
+            "(none of their component's workloads runs).")] = False,
         kubeconfig: KubeconfigOpt = None,
         wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for each step's objects to go.")] = 180.0,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
