@@ -228,6 +228,8 @@ def connect(kubeconfig: str | None = None, timeout: float = 10.0) -> Cluster:
                              ) from None
     api.configuration.retries = 0
     server = api.configuration.host
+    if api.configuration.verify_ssl is False:
+        _warn_insecure(path, server)
     try:
         client.VersionApi(api).get_code(_request_timeout=timeout)
     except client.exceptions.ApiException as exc:
@@ -245,6 +247,24 @@ def connect(kubeconfig: str | None = None, timeout: float = 10.0) -> Cluster:
             fix="check that the API server is up and reachable from here (kubectl version), "
                 "or pass the right --kubeconfig") from None
     return Cluster(api, path, server)
+
+
+_WARNED_INSECURE: set[str] = set()
+
+
+def _warn_insecure(path: Path, server: str) -> None:
+    """One line for a kubeconfig with insecure-skip-tls-verify, instead of urllib3's
+    InsecureRequestWarning on every request (hundreds of lines in a verify or a teardown)."""
+    import sys
+    import warnings
+
+    import urllib3
+
+    warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    if str(path) not in _WARNED_INSECURE:
+        _WARNED_INSECURE.add(str(path))
+        print(f"warning: {path}: insecure-skip-tls-verify is set: the API server at {server} is used "
+              "without checking its TLS certificate", file=sys.stderr)
 
 
 # Kinds that tell whether a component is on the cluster (cheap to list, always labelled by render).
