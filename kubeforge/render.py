@@ -3,7 +3,9 @@ transforms (namespaces with Pod Security labels, GPU scheduling, registry rewrit
 
 Deterministic: the same plan and sources give byte-identical output. Each component's result is
 cached under the hash of everything that went into it, so a warm render reads one pickle per
-component and runs neither kustomize nor the transforms.
+component and runs neither kustomize nor the transforms; `write_dir` reads the YAML text of each
+component from the cache too (component_yaml), so a warm `kubeforge render -o DIR` serialises
+nothing.
 """
 from __future__ import annotations
 
