@@ -25,6 +25,20 @@ def mirror_dir() -> Path:
     return MIRROR
 
 
+@pytest.fixture
+def run(capsys, mirror_dir, monkeypatch):
+    """run(*argv) -> (exit code, stdout, stderr) of the kubeforge CLI in-process, on the mirror."""
+    from kubeforge.cli import main
+
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+
+    def go(*argv):
+        rc = main(list(argv))
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+    return go
+
+
 @pytest.fixture(scope="session")
 def gpu_fixtures() -> Path:
     return GPU_FIXTURES

@@ -228,7 +228,7 @@ def connect(kubeconfig: str | None = None, timeout: float = 10.0) -> Cluster:
                              ) from None
     api.configuration.retries = 0
     server = api.configuration.host
-    if api.configuration.verify_ssl is False:
+    if api.configuration.verify_ssl is False and server.startswith("https:"):
         _warn_insecure(path, server)
     try:
         client.VersionApi(api).get_code(_request_timeout=timeout)

@@ -9,24 +9,13 @@ import copy
 import functools
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 from apiserver_standin import ApiServerStandIn
+from test_lifecycle_cli import _EmptyApiServer, _kubeconfig
 
-from kubeforge.cli import main
 from kubeforge.lifecycle import apply as ap
-
-
-@pytest.fixture
-def run(capsys, mirror_dir, monkeypatch):
-    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
-
-    def go(*argv):
-        rc = main(list(argv))
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-    return go
 
 
 @pytest.fixture
@@ -137,33 +126,13 @@ def test_missing_kubeconfig_exits_2(run, tmp_path, monkeypatch):
     assert rc == 2 and f"error: {missing}: KUBECONFIG: no kubeconfig file here" in err
 
 
-class _ApplyRecorder(BaseHTTPRequestHandler):
-    """A stand-in API server serving ConfigMaps only, recording server-side apply requests: checks
-    what the real Cluster.apply puts on the wire (the one path the in-process stand-in skips)."""
+class _ApplyRecorder(_EmptyApiServer):
+    """test_lifecycle_cli's API server stand-in serving ConfigMaps, recording server-side apply
+    requests: what the real Cluster.apply puts on the wire (the path the in-process stand-in skips)."""
 
-    def log_message(self, *args):
-        pass
+    RESOURCES = {"/api/v1": ("v1", [("configmaps", "ConfigMap", True)])}
 
-    def do_GET(self):  # noqa: N802 (http.server naming)
-        path = self.path.split("?")[0].rstrip("/")
-        if path == "/version":
-            body = {"major": "1", "minor": "34", "gitVersion": "v1.34.0", "gitCommit": "0" * 40,
-                    "gitTreeState": "clean", "buildDate": "2025-08-27T00:00:00Z", "goVersion": "go1.24.6",
-                    "compiler": "gc", "platform": "linux/amd64"}
-        elif path == "/api":
-            body = {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
-        elif path == "/apis":
-            body = {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
-        elif path == "/api/v1":
-            body = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [
-                {"name": "configmaps", "singularName": "", "namespaced": True, "kind": "ConfigMap",
-                 "verbs": ["get", "list", "patch"]}]}
-        else:
-            return self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
-                                    "reason": "NotFound", "message": "not found"})
-        self._send(200, body)
-
-    def do_PATCH(self):  # noqa: N802
+    def do_PATCH(self):  # noqa: N802 (http.server naming)
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         self.server.seen.append((self.path, self.headers.get("Content-Type"), body))
         if body["metadata"]["name"] == "taken":
@@ -172,14 +141,6 @@ class _ApplyRecorder(BaseHTTPRequestHandler):
                                     'with "kubectl": .data.x'})
         self._send(200, {**body, "metadata": {**body["metadata"], "resourceVersion": "7"}})
 
-    def _send(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
 
 def test_cluster_apply_sends_server_side_apply_as_kubeforge(tmp_path):
     from kubeforge.verify.cluster import ApiRejected, connect
@@ -187,14 +148,7 @@ def test_cluster_apply_sends_server_side_apply_as_kubeforge(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ApplyRecorder)
     server.seen = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    kc = tmp_path / "kubeconfig"
-    kc.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{server.server_address[1]}"}}}}]
-users: [{{name: u, user: {{token: t}}}}]
-contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
-current-context: x
-""")
+    kc = _kubeconfig(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
     try:
         cluster = connect(str(kc))
         cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "ns"},

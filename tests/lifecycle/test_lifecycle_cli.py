@@ -8,8 +8,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from kubeforge.cli import main
-
 
 def _kubeconfig(tmp_path, server: str):
     path = tmp_path / "kubeconfig"
@@ -27,17 +25,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def run(capsys, mirror_dir, monkeypatch):
-    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
-
-    def go(*argv):
-        rc = main(list(argv))
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-    return go
 
 
 # -- offline ------------------------------------------------------------------------------

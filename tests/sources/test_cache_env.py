@@ -10,20 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kubeforge.cli import main
-
 KUBEFORGE = str(Path(sys.executable).parent / "kubeforge")
-
-
-@pytest.fixture
-def run(capsys, mirror_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
-
-    def go(*argv):
-        rc = main(list(argv))
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-    return go
 
 
 def test_cache_variable_naming_a_file_exits_2(run, tmp_path, monkeypatch):
