@@ -20,11 +20,12 @@ def plan(profile) -> Plan:
 
 
 def render(plan_or_profile, mirror: str | None = None, use_cache: bool = True,
-           skip_helm: bool = False) -> Rendered:
+           skip_helm: bool = False, secrets=None) -> Rendered:
+    """secrets: the install's kubeforge.secrets.Store (default: the profile's secrets file)."""
     from kubeforge.render import render as _render
 
     p = plan_or_profile if isinstance(plan_or_profile, Plan) else plan(plan_or_profile)
-    return _render(p, mirror=mirror, use_cache=use_cache, skip_helm=skip_helm)
+    return _render(p, mirror=mirror, use_cache=use_cache, skip_helm=skip_helm, secrets=secrets)
 
 
 def validate(rendered: Rendered):

@@ -15,7 +15,7 @@ from kubeforge.paths import components_dir
 
 _KEYS = {"name", "version", "description", "namespaces", "requires", "after", "provides",
          "conflicts", "requiresWhen", "kubernetes", "compat", "gpu", "sources", "values", "health",
-         "helm", "notes", "valuesFromProfile"}
+         "helm", "notes", "valuesFromProfile", "secrets"}
 _SOURCE_KINDS = ("manifest", "kustomize", "helm")
 
 
@@ -73,6 +73,7 @@ def _source(raw: dict[str, Any], comp: dict[str, Any], repos: dict[str, Any],
 def load_component(folder: Path, repos: dict[str, Any] | None = None) -> Component:
     from kubeforge import yamlio
     from kubeforge.lockfile import LOCK_NAME, read_lock
+    from kubeforge.secrets import parse_specs
 
     path = folder / "component.yaml"
     file = _rel(path)
@@ -115,6 +116,7 @@ def load_component(folder: Path, repos: dict[str, Any] | None = None) -> Compone
         gpu=bool(raw.get("gpu", False)),
         health=raw.get("health") or {},
         raw=raw,
+        secrets=parse_specs(raw.get("secrets"), file=file),
     )
 
 
@@ -128,6 +130,9 @@ def _load_catalog(root: Path) -> dict[str, Component]:
     for folder in sorted(p for p in root.iterdir() if (p / "component.yaml").exists()):
         comp = load_component(folder, repos)
         out[comp.name] = comp
+    from kubeforge.secrets import check_shared
+
+    check_shared(out)
     return out
 
 

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,7 +21,17 @@ app = typer.Typer(
 
 # Sub-apps and command groups living in their own modules; each exposes register(app).
 _PLUGINS = ("kubeforge.cli_spine", "kubeforge.cli_stacks", "kubeforge.cli_nodes",
-            "kubeforge.cli_lifecycle")
+            "kubeforge.cli_lifecycle", "kubeforge.cli_secrets")
+SECRETS_ENV = "KUBEFORGE_SECRETS"    # kubeforge.secrets.ENV_FILE (not imported: start-up stays cheap)
+
+
+@app.callback()
+def _root(secrets: Annotated[Path | None, typer.Option(
+        "--secrets", metavar="FILE",
+        help="The install's per-install secrets file (made with mode 0600 on first use). Default: "
+             "$KUBEFORGE_SECRETS, else ~/.config/kubeforge/secrets/<profile>.yaml.")] = None) -> None:
+    if secrets is not None:
+        os.environ[SECRETS_ENV] = str(secrets)
 
 
 def _register() -> None:
@@ -34,6 +47,7 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _register()
+    before = os.environ.get(SECRETS_ENV)
     try:
         rc = app(args=argv, standalone_mode=False)
     except KubeforgeError as exc:
@@ -51,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return 2
         raise
+    finally:   # --secrets holds for this invocation only (tests call main() many times)
+        if before is None:
+            os.environ.pop(SECRETS_ENV, None)
+        else:
+            os.environ[SECRETS_ENV] = before
     # standalone_mode=False hands back typer.Exit codes instead of exiting.
     return rc if isinstance(rc, int) else 0
 

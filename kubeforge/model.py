@@ -82,6 +82,7 @@ class Component:
     gpu: bool                           # DaemonSets get GPU tolerations/node selectors
     health: dict[str, Any]
     raw: dict[str, Any]                 # the component.yaml as loaded
+    secrets: dict[str, Any] = field(default_factory=dict)   # name -> kubeforge.secrets.Spec
 
     @property
     def generate_py(self) -> Path | None:
@@ -122,6 +123,7 @@ class RenderedComponent:
     version: str
     wave: int
     objects: list[dict[str, Any]]        # apply order within the component
+    secrets: list[str] = field(default_factory=list)   # per-install secrets its objects carry
 
 
 @dataclass

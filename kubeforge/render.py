@@ -15,7 +15,7 @@ import importlib.util
 import json
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from kubeforge.model import Plan, PlannedComponent, Rendered, RenderedComponent,
 from kubeforge.ordering import apply_order
 
 # Code whose change must invalidate cached renders.
-_CODE = ("render.py", "transforms.py", "images.py", "kustomize.py", "ordering.py", "sources.py",
+_CODE = ("render.py", "transforms.py", "images.py", "kustomize.py", "ordering.py", "sources.py", "secrets.py",
          "gpu/sharing.py", "gpu/mig.py", "gpu/manifests.py", "gpu/parsers.py")
 
 
@@ -37,9 +37,20 @@ class Context:
     plan: Plan
     component: PlannedComponent
     values: dict[str, Any]
+    store: Any = None                       # kubeforge.secrets.Store of the install
+    used: set[str] = field(default_factory=set)
 
     def enabled(self, name: str) -> bool:
         return name in self.plan.components
+
+    def secret(self, name: str) -> str:
+        """The install's value of a secret the component declares (made once, then read back)."""
+        from kubeforge.secrets import resolve
+
+        if self.store is None:
+            raise KubeforgeError(f"{self.component.name} needs secret {name!r} but no secrets store was given",
+                                 fix="pass secrets= to render()")
+        return resolve(self.store, self.component.component.secrets, name, self.component.name, self.used)
 
 
 def selected_sources(pc: PlannedComponent) -> list[Source]:
@@ -100,7 +111,9 @@ def _cache_dir() -> Path:
     return cache_root() / "rendered"
 
 
-def _render_component(plan: Plan, pc: PlannedComponent, upstream: list[dict[str, Any]]) -> list[dict]:
+def _render_component(plan: Plan, pc: PlannedComponent, upstream: list[dict[str, Any]],
+                      store: Any = None) -> tuple[list[dict], list[str]]:
+    """(the component's objects in apply order, the names of the secrets they were made with)"""
     from kubeforge import transforms
 
     comp = pc.component
@@ -109,7 +122,7 @@ def _render_component(plan: Plan, pc: PlannedComponent, upstream: list[dict[str,
     # (Katib and the training operator both ship `kubeflow`), which would collide.
     objs = [o for o in upstream
             if not (o.get("kind") == "Namespace" and o["metadata"]["name"] not in comp.namespaces)]
-    ctx = Context(profile=prof, plan=plan, component=pc, values=pc.values)
+    ctx = Context(profile=prof, plan=plan, component=pc, values=pc.values, store=store)
     module = _load_generate(pc)
     if module is not None and hasattr(module, "generate"):
         objs += module.generate(ctx)
@@ -123,12 +136,16 @@ def _render_component(plan: Plan, pc: PlannedComponent, upstream: list[dict[str,
     if prof.registry:
         objs = transforms.rewrite_registry(objs, prof.registry, file=prof.source_file)
     objs = transforms.common_labels(objs, pc.name, pc.version, file=cfile)
-    return apply_order(objs)
+    return apply_order(objs), sorted(ctx.used)
 
 
 def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
-           stats: dict[str, Any] | None = None, skip_helm: bool = False) -> Rendered:
+           stats: dict[str, Any] | None = None, skip_helm: bool = False, secrets: Any = None) -> Rendered:
     """Render every planned component. `stats` (if given) receives cache hits and misses.
+
+    secrets: the install's kubeforge.secrets.Store; default: the profile's secrets file (made on
+    first use). A cached component counts as a hit only if the secrets it was made with are
+    unchanged.
 
     skip_helm: leave Helm-chart sources out (their component keeps its generated objects). The
     Pulumi stack installs charts itself (helm.v4.Chart), and verify/teardown find chart objects
@@ -144,20 +161,21 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
             if s.kind == "helm" and not skip_helm:
                 _require_helm(pc, s)
     mirror = mirror or prof.mirror or os.environ.get("KUBEFORGE_MIRROR")
+    if secrets is None:
+        from kubeforge.secrets import store_for
+
+        secrets = store_for(prof)
     code_hash = _code_hash()
     cdir = _cache_dir()
-    results: dict[str, list[dict]] = {}
+    results: dict[str, tuple[list[dict], list[str]]] = {}
     misses: list[PlannedComponent] = []
     keys = {}
     for pc in plan.components.values():
         keys[pc.name] = cache_key(plan, pc, code_hash, skip_helm)
-        path = cdir / f"{keys[pc.name]}.pickle"
-        if use_cache and path.exists():
-            try:
-                results[pc.name] = pickle.loads(path.read_bytes())
-                continue
-            except Exception:  # a torn or stale cache entry is only a miss
-                pass
+        cached = _read_cached(cdir / f"{keys[pc.name]}.pickle", secrets) if use_cache else None
+        if cached is not None:
+            results[pc.name] = cached
+            continue
         misses.append(pc)
     if stats is not None:
         stats.update(hits=len(plan.components) - len(misses), misses=[m.name for m in misses])
@@ -199,13 +217,19 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
                     upstream += kustomize.parse(paths[s.id].read_bytes())  # dates stay strings, as in builds
                 elif s.kind == "helm" and not skip_helm:
                     upstream += _helm_template(plan, pc, s)
-            objs = _render_component(plan, pc, upstream)
-            results[pc.name] = objs
+            objs, used = _render_component(plan, pc, upstream, secrets)
+            results[pc.name] = objs, used
             if use_cache:
-                _write_atomic(cdir / f"{keys[pc.name]}.pickle", pickle.dumps(objs, protocol=5))
+                from kubeforge.secrets import digest
 
-    _check_duplicates(plan, results)
-    comps = {n: RenderedComponent(name=n, version=pc.version, wave=pc.wave, objects=results[n])
+                entry = {"objects": objs, "secrets": used, "digest": digest(secrets, used) if used else None}
+                # An entry made with secrets holds their values: private to the user.
+                _write_atomic(cdir / f"{keys[pc.name]}.pickle", pickle.dumps(entry, protocol=5),
+                              private=bool(used))
+
+    _check_duplicates(plan, {n: r[0] for n, r in results.items()})
+    comps = {n: RenderedComponent(name=n, version=pc.version, wave=pc.wave, objects=results[n][0],
+                                  secrets=results[n][1])
              for n, pc in plan.components.items()}
     return Rendered(plan=plan, components=comps)
 
@@ -247,10 +271,30 @@ def _helm_template(plan: Plan, pc: PlannedComponent, s: Source) -> list[dict[str
     return [o for o in parse(proc.stdout) if isinstance(o, dict)]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _read_cached(path: Path, store: Any) -> tuple[list[dict], list[str]] | None:
+    """A cached component's (objects, secret names), or None (a miss): absent, torn, or made with
+    other secrets than the install has now."""
+    if not path.exists():
+        return None
+    try:
+        entry = pickle.loads(path.read_bytes())
+        objs, used, made_with = entry["objects"], entry["secrets"], entry["digest"]
+    except Exception:  # a torn or stale cache entry is only a miss
+        return None
+    if used:
+        from kubeforge.secrets import digest
+
+        if digest(store, used) != made_with:
+            return None
+    return objs, used
+
+
+def _write_atomic(path: Path, data: bytes, private: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
 
 
@@ -285,13 +329,14 @@ def dump_yaml(objs: list[dict[str, Any]]) -> str:
                          width=1 << 16, explicit_start=True)
 
 
-def component_yaml(objs: list[dict[str, Any]], use_cache: bool = True) -> str:
+def component_yaml(objs: list[dict[str, Any]], use_cache: bool = True, private: bool = False) -> str:
     """dump_yaml(objs), read from the cache when these very objects were serialised before.
 
     PyYAML's representer is most of a warm render's time, so the text is cached too. Its key is
     the pickle of the objects (their types, values, key order and shared references: everything
     the YAML depends on), so an object edited after render() is a miss, never stale text; and the
-    serialiser (this code, PyYAML and libyaml versions)."""
+    serialiser (this code, PyYAML and libyaml versions). private: the objects carry secret values,
+    so the cached text is the user's only (0600), like the render cache entry they came from."""
     if not use_cache:
         return dump_yaml(objs)
     key = hashlib.sha256(_serializer_id().encode() + pickle.dumps(objs, protocol=5)).hexdigest()
@@ -301,7 +346,7 @@ def component_yaml(objs: list[dict[str, Any]], use_cache: bool = True) -> str:
     except (FileNotFoundError, UnicodeDecodeError):
         pass
     text = dump_yaml(objs)
-    _write_atomic(path, text.encode("utf-8"))
+    _write_atomic(path, text.encode("utf-8"), private=private)
     return text
 
 
@@ -338,7 +383,8 @@ def write_dir(rendered: Rendered, out: Path, use_cache: bool = True) -> list[Pat
             i += 1
             rc = rendered.components[name]
             path = out / f"{i:02d}-{name}.yaml"
-            path.write_text(component_yaml(rc.objects, use_cache))
+            private = bool(rc.secrets)   # it carries the install's secret values
+            _write_atomic(path, component_yaml(rc.objects, use_cache, private).encode("utf-8"), private=private)
             written.append(path)
             for o in rc.objects:
                 md = o.get("metadata", {})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KUBEFORGE_SHARED", REPO.parent / "shared"))
 MIRROR = Path(os.environ.get("KUBEFORGE_TEST_MIRROR", SHARED / "mirror"))
 GPU_FIXTURES = SHARED / "fixtures" / "gpu"
+# Renders made by tests keep their per-install secrets in a throw-away directory, never in the
+# developer's ~/.config/kubeforge/secrets.
+os.environ["KUBEFORGE_SECRETS_DIR"] = tempfile.mkdtemp(prefix="kubeforge-test-secrets-")
+os.environ.pop("KUBEFORGE_SECRETS", None)
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +87,63 @@ class UpstreamBuilds:
 @pytest.fixture(scope="session")
 def upstream_builds(mirror_dir) -> UpstreamBuilds:
     return UpstreamBuilds(mirror_dir)
+
+
+# ---- a component that uses per-install secrets (kubeforge.secrets) ----------------------------
+
+SECRET_DEMO_COMPONENT = """\
+name: secret-demo
+version: "1.0"
+description: test component that uses per-install secrets
+namespaces: {demo: restricted}
+secrets:
+  demo-client-secret: {generate: alnum, length: 32}
+  demo-cookie: {generate: base64, bytes: 32}
+  demo-key: {generate: hex, bytes: 16}
+  "demo-password-*": {generate: alnum, length: 20}
+  "demo-hash-*": {generate: bcrypt, of: "demo-password-*"}
+"""
+SECRET_DEMO_GENERATE = """\
+def generate(ctx):
+    users = ["alice@example.com", "bob@example.com"]
+    return [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "demo", "namespace": "demo"},
+         "stringData": {"client": ctx.secret("demo-client-secret"), "cookie": ctx.secret("demo-cookie"),
+                        "key": ctx.secret("demo-key")}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "demo-users", "namespace": "demo"},
+         "data": {u: ctx.secret("demo-hash-" + u) for u in users}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain", "namespace": "demo"},
+         "data": {"x": "y"}},
+    ]
+"""
+
+
+@pytest.fixture
+def secret_demo_files() -> tuple[str, str]:
+    """(component.yaml, generate.py) of `secret-demo`, for tests that write variants of them."""
+    return SECRET_DEMO_COMPONENT, SECRET_DEMO_GENERATE
+
+
+@pytest.fixture
+def demo_home(tmp_path, monkeypatch):
+    """A KUBEFORGE_HOME with the real catalog and profiles plus `secret-demo`, a test component that
+    uses one secret of each kind, and a profile `demo` that enables only it."""
+    from kubeforge.paths import home
+
+    root = tmp_path / "home"
+    (root / "components").mkdir(parents=True)
+    for p in (REPO / "components").iterdir():
+        (root / "components" / p.name).symlink_to(p)
+    demo = root / "components" / "secret-demo"
+    demo.mkdir()
+    (demo / "component.yaml").write_text(SECRET_DEMO_COMPONENT)
+    (demo / "generate.py").write_text(SECRET_DEMO_GENERATE)
+    (root / "profiles").mkdir()
+    for p in (REPO / "profiles").iterdir():
+        (root / "profiles" / p.name).symlink_to(p)
+    (root / "profiles" / "demo.yaml").write_text("extends: base\ncomponents:\n  storage: {enabled: false}\n  secret-demo: {enabled: true}\n")
+    monkeypatch.setenv("KUBEFORGE_HOME", str(root))
+    monkeypatch.setenv("KUBEFORGE_CACHE", str(tmp_path / "cache"))
+    home.cache_clear()
+    yield root
+    home.cache_clear()

@@ -111,8 +111,10 @@ def resolve(project: str, env: str, *, kubeconfig: str | None = None, need_clust
     target.type_names = {component_type(n): n for n in target.plan.components}
     if render:
         from kubeforge.pulumi.graph import stack_graph
+        from kubeforge.secrets import Store
 
-        graph = stack_graph(target.plan, s, file=_rel(sfile))
+        # Counting resources needs no real secrets: throw-away values, never stored or shown.
+        graph = stack_graph(target.plan, s, file=_rel(sfile), secrets=Store())
         target.totals = {n: len(keys) + len(graph.charts.get(n, [])) for n, keys in graph.components.items()}
     return target
 
@@ -203,6 +205,35 @@ def _set_cli_config(stack: Any, kubeconfig: str | None) -> None:
         stack.set_config("kubeforge:kubeconfig", auto.ConfigValue(value=path, secret=False))
 
 
+def ensure_secrets(stack: Any, target: Target) -> list[str]:
+    """Make the install's missing per-install secrets once and store them in the stack's config as
+    one Pulumi secret (`kubeforge:secrets`), so the program reads the same values on every run and
+    two environments never share one. Returns the names it added (never the values)."""
+    import json
+
+    from pulumi import automation as auto
+
+    from kubeforge import api
+    from kubeforge.secrets import Store
+
+    current: dict[str, str] = {}
+    all_config = stack.get_all_config()
+    key = f"{stack_settings.NS}:secrets"
+    if key in all_config:
+        try:
+            current = json.loads(all_config[key].value)
+        except ValueError:
+            raise KubeforgeError("kubeforge:secrets in the stack config is not a JSON object",
+                                 field="config.kubeforge:secrets",
+                                 fix=f"restore it, or `pulumi config rm {key}` to make new secrets") from None
+    store = Store(current)
+    api.render(target.plan, mirror=target.settings.mirror or target.plan.profile.mirror, skip_helm=True,
+               secrets=store)
+    if store.added:
+        stack.set_config(key, auto.ConfigValue(value=json.dumps(store.values(), sort_keys=True), secret=True))
+    return store.added
+
+
 def run(action: str, prep: Prepared, *, kubeconfig: str | None = None, emit: Callable[[str], None] = print,
         policy_pack: bool = False, verbose: bool = False) -> dict[str, Any]:
     """Run up / preview / destroy on a prepared target; returns a JSON-able summary."""
@@ -217,6 +248,12 @@ def run(action: str, prep: Prepared, *, kubeconfig: str | None = None, emit: Cal
     emit(f"stack: {t.env} in {_rel(t.stack_dir)} ({what}); cluster from {t.kubeconfig_source or 'stack config'}")
     stack = open_stack(t, prep.backend, prep.pulumi)
     _set_cli_config(stack, kubeconfig)
+    if t.plan is not None and action in ("up", "preview") and \
+            any(pc.component.secrets for pc in t.plan.components.values()):
+        added = ensure_secrets(stack, t)
+        if added:
+            emit(f"secrets: made {len(added)} per-install secret(s) for {t.env} and stored them as Pulumi "
+                 f"secrets in the stack config (kubeforge:secrets): {', '.join(added)}")
     progress = _progress(t, emit)
     on_output = (lambda line: emit(line.rstrip())) if verbose else None
     result: dict[str, Any] = {"environment": t.env, "project": t.project, "action": action,

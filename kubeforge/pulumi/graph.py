@@ -81,6 +81,7 @@ class Node:
     obj: dict[str, Any]              # the object as Pulumi registers it (annotations added)
     deps: list[str] = field(default_factory=list)   # keys of objects it must come after
     chart_deps: list[str] = field(default_factory=list)  # components whose Helm chart it needs
+    secret: bool = False             # carries a per-install secret: every field but identity is secret
 
     @property
     def kind(self) -> str:
@@ -342,13 +343,32 @@ def helm_charts(pc: Any, plan: Any = None) -> list[HelmChart]:
                       namespace=namespace, values=values) for s in srcs]
 
 
-def stack_graph(plan: Any, settings: Any, *, file: str, mirror: str | None = None) -> Graph:
+def stack_graph(plan: Any, settings: Any, *, file: str, mirror: str | None = None, secrets: Any = None) -> Graph:
     """Render the plan (Helm charts left to Pulumi), apply the stack's replica counts and build
-    the object graph: what the program registers and what `kubeforge up` counts progress by."""
+    the object graph: what the program registers and what `kubeforge up` counts progress by.
+    `secrets`: the stack's kubeforge.secrets store (the program's is read-only)."""
     from kubeforge import api
     from kubeforge.pulumi.settings import apply_replicas
 
     charts = {name: helm_charts(pc, plan) for name, pc in plan.components.items()}
-    rendered = api.render(plan, mirror=mirror or settings.mirror or plan.profile.mirror, skip_helm=True)
+    rendered = api.render(plan, mirror=mirror or settings.mirror or plan.profile.mirror, skip_helm=True,
+                          secrets=secrets)
     apply_replicas([o for rc in rendered.components.values() for o in rc.objects], settings.replicas, file=file)
-    return build_graph(rendered, charts=charts, await_load_balancers=settings.await_load_balancers)
+    graph = build_graph(rendered, charts=charts, await_load_balancers=settings.await_load_balancers)
+    mark_secret_nodes(graph, rendered, secrets)
+    return graph
+
+
+def mark_secret_nodes(graph: Graph, rendered: Rendered, store: Any) -> None:
+    """Objects whose content holds a per-install secret value (a Secret, and any ConfigMap or
+    config a generator wrote one into) are registered with every field but identity secret."""
+    import json
+
+    for name, rc in rendered.components.items():
+        values = [v for v in (store.peek(n) for n in rc.secrets) if v]
+        if not values:
+            continue
+        for key in graph.components[name]:
+            node = graph.nodes[key]
+            text = json.dumps(node.obj)
+            node.secret = any(v in text for v in values)

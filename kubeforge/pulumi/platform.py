@@ -22,6 +22,7 @@ from kubeforge.pulumi.graph import Graph, HelmChart, stack_graph
 from kubeforge.pulumi.resources import KubernetesObject, PlatformComponent
 
 INGRESS_SERVICE = ("istio-system", "istio-ingressgateway")
+SECRETS_KEY = "secrets"
 _OBJECT_KEYS = ("gpu", "storage", "values", "replicas")
 
 
@@ -30,7 +31,7 @@ def read_config() -> tuple[dict[str, Any], pulumi.Output | None]:
     cfg = pulumi.Config(stack_settings.NS)
     out: dict[str, Any] = {}
     for key in stack_settings.KNOWN_KEYS:
-        if key == "kubeconfig":
+        if key in ("kubeconfig", "secrets"):     # secret Outputs / read by read_secrets()
             continue
         raw = cfg.get(key)
         if raw is None:
@@ -45,6 +46,18 @@ def read_config() -> tuple[dict[str, Any], pulumi.Output | None]:
         else:
             out[key] = raw
     return out, cfg.get_secret("kubeconfig")
+
+
+def read_secrets():
+    """The stack's per-install secrets (`kubeforge:secrets`, a Pulumi secret that `kubeforge up`
+    fills before the program runs): read-only here, so a missing one is an error, not a new value."""
+    from kubeforge.secrets import ConfigStore
+
+    raw = pulumi.Config(stack_settings.NS).get_object(SECRETS_KEY) or {}
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise KubeforgeError("kubeforge:secrets must be an object of name: value", field="config.kubeforge:secrets",
+                             fix="remove it and run `kubeforge up` to make the install's secrets again")
+    return ConfigStore(raw)
 
 
 def resolve_kubeconfig(settings: stack_settings.StackSettings, secret: pulumi.Output | None) -> pulumi.Output:
@@ -154,7 +167,7 @@ def deploy(graph: Graph, provider: k8s.Provider) -> StackResources:
             is_ingress = node.kind == "Service" and (md.get("namespace"), md.get("name")) == INGRESS_SERVICE
             res = KubernetesObject(node.obj, pulumi.ResourceOptions(parent=comp, provider=provider,
                                                                     depends_on=deps),
-                                   outputs=("status",) if is_ingress else ())
+                                   outputs=("status",) if is_ingress else (), secret=node.secret)
             objects[key] = res
             if is_ingress:
                 ingress = res
@@ -223,7 +236,7 @@ def _main() -> None:
     settings = stack_settings.parse(cfg, file=file)
     profile = api.load_profile(settings.profile, settings.overrides or None)
     plan = api.plan(profile)
-    graph = stack_graph(plan, settings, file=file)
+    graph = stack_graph(plan, settings, file=file, secrets=read_secrets())
     kubeconfig = resolve_kubeconfig(settings, kubeconfig_secret)
     provider = make_provider(kubeconfig, settings.cluster_identifier or f"kubeforge-{pulumi.get_stack()}")
     dep = deploy(graph, provider)

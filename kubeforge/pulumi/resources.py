@@ -15,18 +15,23 @@ import pulumi
 from kubeforge.pulumi.graph import component_type, resource_name, type_token
 
 SECRET_FIELDS = ("data", "stringData")
+IDENTITY_FIELDS = ("apiVersion", "kind", "metadata")
 
 
 class KubernetesObject(pulumi.CustomResource):
-    def __init__(self, obj: dict[str, Any], opts: pulumi.ResourceOptions, *, outputs: tuple[str, ...] = ()):
+    def __init__(self, obj: dict[str, Any], opts: pulumi.ResourceOptions, *, outputs: tuple[str, ...] = (),
+                 secret: bool = False):
+        """secret: the object carries a per-install secret outside a Secret's payload (a config a
+        generator wrote it into): every field but its identity is a Pulumi secret."""
         props: dict[str, Any] = dict(obj)
         secret_outputs: list[str] = []
-        if obj.get("kind") == "Secret":
-            # Secret payloads never reach the state or the console in plain text.
-            for f in SECRET_FIELDS:
-                if f in props:
-                    props[f] = pulumi.Output.secret(props[f])
-            secret_outputs = list(SECRET_FIELDS)
+        fields = [f for f in props if f not in IDENTITY_FIELDS] if secret else \
+            list(SECRET_FIELDS) if obj.get("kind") == "Secret" else []
+        # Secret payloads never reach the state or the console in plain text.
+        for f in fields:
+            if props.get(f) is not None:
+                props[f] = pulumi.Output.secret(props[f])
+        secret_outputs = fields
         for name in outputs:
             props.setdefault(name, None)
         opts = pulumi.ResourceOptions.merge(

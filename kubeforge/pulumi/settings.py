@@ -19,6 +19,8 @@ Keys (namespace `kubeforge:`):
   clusterIdentifier  stable provider identity (default kubeforge-<stack>): a rotated kubeconfig
                      must not look like a new cluster and replace every object
   awaitLoadBalancers wait for LoadBalancer addresses (default false: bare metal has none)
+  secrets            the install's per-install secrets (a Pulumi secret, JSON object of name:
+                     value) that `kubeforge up` makes once and the program reads; never edited by hand
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from kubeforge.errors import KubeforgeError
 
 NS = "kubeforge"
 KNOWN_KEYS = ("profile", "kubernetesVersion", "gpu", "storage", "registry", "mirror", "values",
-              "replicas", "kubeconfig", "clusterStack", "clusterIdentifier", "awaitLoadBalancers")
+              "replicas", "kubeconfig", "clusterStack", "clusterIdentifier", "awaitLoadBalancers", "secrets")
 
 
 @dataclass

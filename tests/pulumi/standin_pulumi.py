@@ -2,7 +2,9 @@
 
 It records every invocation (argv, working directory, backend URL, whether a passphrase was set)
 as one JSON line in $STANDIN_PULUMI_LOG, keeps stack existence as files under the file backend
-like the real CLI does (<backend>/.pulumi/stacks/<project>/<stack>.json), and for
+like the real CLI does (<backend>/.pulumi/stacks/<project>/<stack>.json), keeps `config set`
+values in a JSON file beside it (the real CLI writes Pulumi.<stack>.yaml, secrets encrypted;
+the stand-in must not touch the checkout, and encrypts nothing), and for
 up/preview/destroy streams the engine events listed in $STANDIN_PULUMI_EVENTS (JSON) to the
 Automation API's event server, then a summary event. It deploys nothing.
 """
@@ -46,6 +48,21 @@ def _stream(addr: str, events: list[dict]) -> None:
         stub.StreamEvents(iter([events_pb2.EventRequest(event=json.dumps(e)) for e in events]))
 
 
+def _config(args: list[str], stack: str) -> int:
+    path = _stack_file(stack).with_suffix(".config.json")
+    config = json.loads(path.read_text()) if path.exists() else {}
+    if args[:1] == ["set"]:
+        key, value = args[1], args[args.index("--") + 1]
+        config[key] = {"value": value, "secret": "--secret" in args}
+        path.write_text(json.dumps(config))
+        return 0
+    if "--json" in args and "--show-secrets" in args:
+        print(json.dumps(config))
+        return 0
+    print(f"stand-in pulumi: config {args} not modelled", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str]) -> int:
     log = os.environ.get("STANDIN_PULUMI_LOG")
     if log:
@@ -70,6 +87,8 @@ def main(argv: list[str]) -> int:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("{}")
         return 0
+    if argv[:1] == ["config"]:
+        return _config(argv[1:], _opt(argv, "--stack"))
     if argv[:2] == ["stack", "ls"]:
         root = _stack_file("x").parent
         print(json.dumps([{"name": p.stem, "current": False, "updateInProgress": False,
