@@ -3,6 +3,7 @@ every shipped profile, whether the text is serialised or read from the cache; an
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,17 @@ def test_render_out_an_existing_file_exits_2_naming_it(mirror_dir, tmp_path, cap
     rc = main(["render", "-p", "base", "-o", str(below)])
     err = capsys.readouterr().err
     assert rc == 2 and f"error: {below}: --out: cannot create the output directory" in err
+
+
+def test_cached_text_of_objects_with_secret_values_is_private(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBEFORGE_CACHE", str(tmp_path / "cache"))
+    secret = [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"},
+               "stringData": {"password": "made-for-this-install"}}]
+    assert render.component_yaml(secret, private=True).encode() == pyyaml(secret)
+    plain = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}}]
+    render.component_yaml(plain)
+    modes = {p.read_text().split("kind: ")[1].split()[0]: p.stat().st_mode & 0o777
+             for p in (tmp_path / "cache" / "rendered" / "yaml").glob("*.yaml")}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert modes == {"Secret": 0o600, "ConfigMap": 0o644 & ~umask}
