@@ -202,6 +202,12 @@ class Applier:
         except KeyboardInterrupt:
             result.stopped = (f"interrupted after {len(result.objects)} object(s); what was applied stays "
                               "applied and reports unchanged on the next run")
+        except Exception as exc:
+            if not _lost_connection(exc):
+                raise
+            result.stopped = (f"lost the API server after {len(result.objects)} object(s) "
+                              f"({getattr(exc, 'reason', None) or exc.__class__.__name__}); what was applied "
+                              "stays applied and reports unchanged on the next run")
         return result
 
     def _wave(self, rendered: Any, wp: WavePlan, result: ApplyResult) -> bool:
@@ -329,6 +335,18 @@ class Applier:
                 for v in o["spec"].get("versions") or []:
                     c.forget(f"{o['spec']['group']}/{v['name']}", o["spec"]["names"]["kind"])
         return True
+
+
+def _lost_connection(exc: Exception) -> bool:
+    """A connection to the API server that broke mid-run (urllib3 or socket errors)."""
+    try:
+        import urllib3
+
+        if isinstance(exc, urllib3.exceptions.HTTPError):
+            return True
+    except ImportError:
+        pass
+    return isinstance(exc, OSError)
 
 
 def _creates(rendered: Any, components: list[str] | None) -> dict[str, Any]:

@@ -128,6 +128,27 @@ def test_interrupted_apply_picks_up_where_it_stopped(render_profile):
     assert sum(1 for a in by.values() if a == "created") == n - 120
 
 
+def test_an_api_server_that_goes_away_mid_run_stops_the_run_and_a_rerun_finishes(render_profile):
+    import urllib3
+
+    rendered = render_profile("training")
+    cluster = ApiServerStandIn()
+    real = cluster.apply
+    calls = []
+
+    def flaky(obj, *a, **kw):
+        calls.append(1)
+        if len(calls) == 30:
+            raise urllib3.exceptions.MaxRetryError(None, "/apis", reason="Connection refused")
+        return real(obj, *a, **kw)
+    cluster.apply = flaky
+    first, _ = _apply(cluster, rendered)
+    assert not first.ok and first.stopped.startswith("lost the API server after 29 object(s)")
+    cluster.apply = real
+    second, _ = _apply(cluster, rendered)
+    assert second.ok and second.counts()["unchanged"] == 29
+
+
 def test_dry_run_persists_nothing_and_names_what_it_needs(render_profile):
     rendered = render_profile("dev")
     cluster = ApiServerStandIn()
