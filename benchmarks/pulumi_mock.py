@@ -4,11 +4,15 @@ Prints, per shipped profile: objects, registered resources, warm render time, mo
 the program (render excluded), seconds per 1000 registered resources (CPU and wall), and for
 comparison the same objects registered as one `kubernetes:yaml/v2:ConfigGroup` per component.
 
+Then the cloud cluster stacks (stacks/cluster-eks|gke|aks, every environment) under the same
+runtime with the provider stand-ins of tests/pulumi/cloudmocks.py: seconds per 1000 registered
+resources, printed beside the platform stack's figure from the same run.
+
 Under mocks a ConfigGroup is one opaque registration: its children are created by the provider
 plugin, which mocks do not run, so its figure is a lower bound that hides every object from the
 graph tests. Never asserts: it prints. Usage:
 
-    .venv/bin/python benchmarks/pulumi_mock.py [--mirror DIR] [--profile NAME ...]
+    .venv/bin/python benchmarks/pulumi_mock.py [--mirror DIR] [--profile NAME ...] [--no-clusters]
 """
 from __future__ import annotations
 
@@ -78,10 +82,40 @@ def bench(profile: str, mirror: str) -> dict:
             "cg_cpu_s": cg_cpu}
 
 
+def bench_clusters(repeat: int) -> list[dict]:
+    """Each cloud cluster environment's program, `repeat` runs after a warm-up (the graphs are small)."""
+    import importlib
+
+    import cloudmocks
+    import yaml
+
+    rows = []
+    for cloud in ("eks", "gke", "aks"):
+        program = importlib.import_module(f"kubeforge.pulumi.{cloud}").main
+        for f in sorted((REPO / "stacks" / f"cluster-{cloud}").glob("Pulumi.*.yaml")):
+            env = f.name[len("Pulumi."):-len(".yaml")]
+            config = yaml.safe_load(f.read_text())["config"]
+
+            def once(program=program, config=config, cloud=cloud, env=env):
+                m = cloudmocks.CloudMocks()
+                return mockrun.run(program, config=config, project=f"kubeforge-cluster-{cloud}", stack=env,
+                                   resources=m, invokes=m.invokes())
+            once()
+            t = _clock()
+            for _ in range(repeat):
+                res = once()
+            wall, cpu = _since(t)
+            rows.append({"stack": f"cluster-{cloud}/{env}", "resources": len(res.registrations), "runs": repeat,
+                         "wall_s": wall / repeat, "cpu_s": cpu / repeat})
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mirror", default=os.environ.get("KUBEFORGE_TEST_MIRROR", str(REPO.parent / "shared" / "mirror")))
     ap.add_argument("--profile", action="append")
+    ap.add_argument("--no-clusters", action="store_true", help="skip the cloud cluster stacks")
+    ap.add_argument("--repeat", type=int, default=10, help="runs per cluster environment (default 10)")
     args = ap.parse_args()
     profiles = args.profile or sorted(p.stem for p in (REPO / "profiles").glob("*.yaml"))
     print(f"{'profile':<13}{'objects':>8}{'resources':>10}{'render':>8}{'mock-run':>10}{'cpu':>7}"
@@ -97,6 +131,20 @@ def main() -> int:
     total_wall = sum(r["mock_s"] for r in rows)
     print(f"all profiles: {total_res} resources, mock-run {total_wall:.1f}s wall / {total_cpu:.1f}s CPU: "
           f"{1000 * total_wall / total_res:.2f}s wall, {1000 * total_cpu / total_res:.2f}s CPU per 1000 resources")
+    if args.no_clusters:
+        return 0
+    platform_cpu = 1000 * total_cpu / total_res
+    print(f"\n{'cluster stack':<24}{'resources':>10}{'runs':>6}{'run':>9}{'cpu':>8}{'s/1000':>9}{'cpu/1000':>10}")
+    crow = bench_clusters(args.repeat)
+    for r in crow:
+        print(f"{r['stack']:<24}{r['resources']:>10}{r['runs']:>6}{r['wall_s']:>8.3f}s{r['cpu_s']:>7.3f}s"
+              f"{1000 * r['wall_s'] / r['resources']:>8.2f}s{1000 * r['cpu_s'] / r['resources']:>9.2f}s")
+    c_res = sum(r["resources"] for r in crow)
+    c_cpu = sum(r["cpu_s"] for r in crow)
+    c_wall = sum(r["wall_s"] for r in crow)
+    print(f"all cluster stacks: {c_res} resources per pass, {1000 * c_wall / c_res:.2f}s wall, "
+          f"{1000 * c_cpu / c_res:.2f}s CPU per 1000 resources; platform stack {platform_cpu:.2f}s CPU per 1000 "
+          f"(cluster/platform {1000 * c_cpu / c_res / platform_cpu:.2f}x)")
     return 0
 
 

@@ -36,6 +36,26 @@ def _warn(plan) -> None:
         print(f"warning: {w}", file=sys.stderr)
 
 
+def _cluster_capacity(ref: str, plan) -> dict:
+    """`--cluster cluster-eks/prod`: that stack checked against this plan's profile, and its GPUs."""
+    from kubeforge.paths import home
+    from kubeforge.pulumi import clusters
+
+    project, _, env = ref.partition("/")
+    if project not in clusters.PROJECTS or not env:
+        raise KubeforgeError(f"--cluster {ref!r}", field="--cluster",
+                             fix=f"PROJECT/ENV with PROJECT one of {', '.join(clusters.PROJECTS)}, e.g. cluster-eks/prod")
+    c = clusters.check_consumer(plan.profile, f"kubeforge-{project}/{env}", file=plan.profile.source_file,
+                                root=home() / "stacks")
+    if c is None:
+        raise KubeforgeError(f"no stack file stacks/{project}/Pulumi.{env}.yaml", field="--cluster",
+                             fix=f"use an environment of stacks/{project}")
+    for w in c.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return {"stack": ref, "cloud": c.cloud, "clusterName": c.cluster_name, "gpus": c.capacity(),
+            "expectedGpus": c.expected_gpus()}
+
+
 def register(app: typer.Typer) -> None:
     profiles = typer.Typer(help="List, show and describe profiles.", no_args_is_help=True)
     app.add_typer(profiles, name="profiles")
@@ -100,6 +120,9 @@ def register(app: typer.Typer) -> None:
     def plan_cmd(
         profile: ProfileOpt,
         fmt: Annotated[str, typer.Option("--format", "-f", help="table | json | mermaid | dot")] = "table",
+        cluster: Annotated[str | None, typer.Option(
+            "--cluster", help="A cloud cluster environment, PROJECT/ENV (e.g. cluster-eks/prod): check that its "
+            "node pools fit the profile's GPU mode and Kubernetes version, and print the GPUs it will have.")] = None,
     ) -> None:
         """Resolve a profile into components, dependencies and install waves."""
         from kubeforge.plan import plan_dict, plan_dot, plan_mermaid
@@ -108,8 +131,9 @@ def register(app: typer.Typer) -> None:
             raise KubeforgeError(f"unknown format {fmt!r}", field="--format", fix="use table, json, mermaid or dot")
         plan = _plan(profile)
         _warn(plan)
+        gpus = _cluster_capacity(cluster, plan) if cluster else None
         if fmt == "json":
-            print(json.dumps(plan_dict(plan), indent=2))
+            print(json.dumps({**plan_dict(plan), **({"cluster": gpus} if gpus else {})}, indent=2))
         elif fmt == "mermaid":
             print(plan_mermaid(plan), end="")
         elif fmt == "dot":
@@ -124,6 +148,8 @@ def register(app: typer.Typer) -> None:
                     c = plan.components[n]
                     t.add_row(str(i), n, c.version, ", ".join(c.depends_on) or "-")
             _console().print(t)
+            for line in (gpus or {}).get("gpus", []):
+                print(f"GPUs {line}")
 
     @app.command("sync")
     def sync_cmd(profile: ProfileOpt, mirror: MirrorOpt = None, json_out: JsonOpt = False) -> None:

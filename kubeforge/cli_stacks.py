@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment: stacks/<project>/Pulumi.<env>.yaml.")]
-ProjectOpt = Annotated[str, typer.Option("--project", help="platform (the ML platform) or cluster-onprem "
-                                         "(bare-metal nodes via Ansible).")]
+ProjectOpt = Annotated[str, typer.Option("--project", help="platform (the ML platform), cluster-onprem "
+                                         "(bare-metal nodes via Ansible) or cluster-eks|cluster-gke|cluster-aks "
+                                         "(a managed cluster with GPU node pools).")]
 KubeconfigOpt = Annotated[str | None, typer.Option(
     "--kubeconfig", help="Kubeconfig of the target cluster; its path is remembered in the stack. Default: the "
     "stack's kubeforge:kubeconfig / kubeforge:clusterStack, then $KUBECONFIG.")]
@@ -73,6 +74,7 @@ def register(app: typer.Typer) -> None:
         # and no render needed (a profile that no longer validates must not block a teardown).
         prep = automation.prepare(project, env, kubeconfig=None, backend=backend, need_cluster=False,
                                   render=False, plan=False)
+        automation.guard_cluster_destroy(prep)     # no cluster goes while a platform stack runs on it
         if not yes:
             what = f"{prep.target.project} stack {env!r} (state {prep.backend})"
             if not typer.confirm(f"Destroy every resource of the {what}?", default=False):
@@ -101,10 +103,12 @@ def register(app: typer.Typer) -> None:
         rows = []
         for name in automation.environments(project):
             target = automation.resolve(project, name, need_cluster=False, render=False)
-            s = target.settings
-            rows.append({"environment": name, "profile": s.profile if s else None,
+            rows.append({"environment": name, "profile": target.profile,
                          "file": str(target.stack_file.relative_to(target.stack_dir.parents[1])),
                          "cluster": target.kubeconfig_source or "$KUBECONFIG at run time"})
+            if target.cluster is not None:
+                rows[-1]["cluster"] = f"{target.cluster.cloud} {target.cluster.cluster_name} ({target.cluster.region})"
+                rows[-1]["gpus"] = target.cluster.capacity()
         url, note = automation.backend_url(backend, create=False), ""
         try:
             state = automation.list_stacks(url, automation.find_pulumi(), project)
@@ -121,3 +125,5 @@ def register(app: typer.Typer) -> None:
             status = (f"{st['resources']} resources, updated {st['last_update']}" if st
                       else "state unknown" if note else "not deployed")
             print(f"  {r['environment']:<10} profile {r['profile'] or '-':<12} {status}  [{r['file']}]")
+            for line in r.get("gpus") or []:
+                print(f"  {'':<10} GPUs {line}")

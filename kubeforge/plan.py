@@ -116,6 +116,15 @@ def make_plan(profile: Profile, catalog: dict[str, Component] | None = None) -> 
     if profile.gpu.mode == "none" and gpu_components:
         raise KubeforgeError(f"GPU components {gpu_components} are enabled but gpu.mode is none", file=file,
                              field="gpu.mode", fix="set gpu.mode: host (or operator), or disable them")
+    # One GPU advertiser per node: in provider mode the cloud runs its own device plugin.
+    advertisers = providers.get("gpu", [])
+    if profile.gpu.mode == "provider" and advertisers:
+        raise KubeforgeError(
+            f"gpu.mode is provider (the cloud runs its own device plugin on every GPU node), but "
+            f"{', '.join(advertisers)} also advertises nvidia.com/gpu", file=file,
+            field=f"components.{advertisers[0]}.enabled",
+            fix=f"disable {', '.join(advertisers)} (one GPU advertiser per node), or use gpu.mode host/operator "
+                "with a node pool whose driver setting leaves the device plugin to the platform")
 
     # Kubernetes version range.
     target = _minor(profile.kubernetesVersion)

@@ -30,9 +30,11 @@ class GpuMig(_Strict):
 
 
 class Gpu(_Strict):
-    mode: Literal["none", "host", "operator"] = Field(
+    mode: Literal["none", "host", "operator", "provider"] = Field(
         "none", description="none: CPU only; host: driver on the node, device plugin + GFD in the "
-        "cluster; operator: NVIDIA GPU Operator manages driver and plugins.")
+        "cluster; operator: NVIDIA GPU Operator manages driver and plugins; provider: the cloud "
+        "installs the driver and runs its own device plugin (GKE-installed drivers), so the "
+        "platform installs no GPU advertiser.")
     sharing: GpuSharing = GpuSharing()
     mig: GpuMig = GpuMig()
     tolerations: list[dict[str, Any]] = Field(

@@ -18,7 +18,9 @@ from kubeforge.errors import KubeforgeError
 from kubeforge.paths import home
 from kubeforge.pulumi import settings as stack_settings
 
-PROJECTS = {"platform": "stacks/platform", "cluster-onprem": "stacks/cluster-onprem"}
+PROJECTS = {"platform": "stacks/platform", "cluster-onprem": "stacks/cluster-onprem",
+            "cluster-eks": "stacks/cluster-eks", "cluster-gke": "stacks/cluster-gke", "cluster-aks": "stacks/cluster-aks"}
+CLUSTER_PROJECTS = tuple(p for p in PROJECTS if p.startswith("cluster-"))
 PULUMI_VERSION = "3.272.0"   # the version the SDK in constraints.txt is released with
 INSTALL_FIX = (f"install the Pulumi CLI: `curl -fsSL https://get.pulumi.com | sh -s -- --version {PULUMI_VERSION}` "
                "(installs to ~/.pulumi/bin; put that on PATH) or `brew install pulumi`; see docs/pulumi.md")
@@ -35,11 +37,16 @@ class Target:
     stack_file: Path
     config: dict[str, Any]
     settings: stack_settings.StackSettings | None = None   # platform only
+    cluster: Any = None                                     # cloud cluster projects: ClusterSettings
     plan: Any = None                                        # platform only
     totals: dict[str, int] = field(default_factory=dict)    # component -> resources
     waves: dict[str, int] = field(default_factory=dict)
     type_names: dict[str, str] = field(default_factory=dict)
     kubeconfig_source: str = ""
+
+    @property
+    def profile(self) -> str | None:
+        return self.settings.profile if self.settings else self.cluster.profile if self.cluster else None
 
 
 def _rel(path: Path) -> str:
@@ -77,6 +84,12 @@ def resolve(project: str, env: str, *, kubeconfig: str | None = None, need_clust
 
         parse_settings(config, base=sdir, file=_rel(sfile))
         return target
+    if project in CLUSTER_PROJECTS:
+        from kubeforge.pulumi import clusters
+
+        # plan=False (destroy, stacks): the stack file's own shape only; the profile may have moved on.
+        target.cluster = clusters.parse(clusters.PROJECTS[project], config, file=_rel(sfile), check_profile=plan)
+        return target
 
     s = stack_settings.parse(config, file=_rel(sfile), secret_keys=secret_keys)
     target.settings = s
@@ -107,6 +120,10 @@ def resolve(project: str, env: str, *, kubeconfig: str | None = None, need_clust
 
     profile = api.load_profile(s.profile, s.overrides or None)
     target.plan = api.plan(profile)
+    if s.cluster_stack:
+        from kubeforge.pulumi import clusters
+
+        clusters.check_consumer(profile, s.cluster_stack, file=_rel(sfile), root=home() / "stacks")
     target.waves = {n: pc.wave for n, pc in target.plan.components.items()}
     target.type_names = {component_type(n): n for n in target.plan.components}
     if render:
@@ -245,6 +262,14 @@ def run(action: str, prep: Prepared, *, kubeconfig: str | None = None, emit: Cal
     if t.settings:
         what = f"profile {t.settings.profile}" + (f", {len(t.totals)} components, "
                                                   f"{sum(t.totals.values())} resources" if t.totals else "")
+    if t.cluster is not None:
+        c = t.cluster
+        what = f"{c.cloud.upper()} cluster {c.cluster_name} in {c.region}, Kubernetes {c.kubernetes_version}, " \
+               f"profile {c.profile} (gpu.mode {c.gpu_mode})"
+        for line in c.capacity():
+            emit(f"  GPUs {line}")
+        for w in c.warnings:
+            emit(f"warning: {w}")
     emit(f"stack: {t.env} in {_rel(t.stack_dir)} ({what}); cluster from {t.kubeconfig_source or 'stack config'}")
     stack = open_stack(t, prep.backend, prep.pulumi)
     _set_cli_config(stack, kubeconfig)
@@ -306,3 +331,39 @@ def list_stacks(backend: str, pulumi_exe: Path, project: str = "platform") -> di
         out[s.name] = {"last_update": s.last_update, "resources": s.resource_count,
                        "running": s.update_in_progress}
     return out
+
+
+def platform_users(project: str, env: str) -> list[tuple[str, Path]]:
+    """Platform environments whose kubeforge:clusterStack names this cluster stack (in this checkout)."""
+    from kubeforge.pulumi.clusters import stack_ref_target
+
+    name = f"kubeforge-{project}"
+    out = []
+    for penv in environments("platform"):
+        sfile = project_dir("platform") / f"Pulumi.{penv}.yaml"
+        config, _ = stack_settings.read_stack_file(sfile)
+        if stack_ref_target(str(config.get("clusterStack") or "")) == (name, env):
+            out.append((penv, sfile))
+    return out
+
+
+def guard_cluster_destroy(prep: Prepared) -> None:
+    """A cluster stack is not destroyed while a platform stack still runs on it: the platform's load
+    balancers and volumes live in the cloud account, outside the cluster stack's state, and would be
+    stranded (still billed) once the cluster that manages them is gone. Exit 2 naming what to run."""
+    t = prep.target
+    if t.project not in CLUSTER_PROJECTS:
+        return
+    users = platform_users(t.project, t.env)
+    if not users:
+        return
+    deployed = list_stacks(prep.backend, prep.pulumi, "platform")
+    live = [(penv, f) for penv, f in users if (deployed.get(penv) or {}).get("resources")]
+    if live:
+        penv, sfile = live[0]
+        n = deployed[penv]["resources"]
+        raise KubeforgeError(
+            f"platform stack {penv} ({_rel(sfile)}, {n} resources in {prep.backend}) still runs on this cluster "
+            f"(kubeforge:clusterStack); destroying the cluster first would strand its load balancers and volumes",
+            field="--project", fix=f"run first: kubeforge destroy -e {penv}" +
+            "".join(f"; kubeforge destroy -e {p}" for p, _ in live[1:]))

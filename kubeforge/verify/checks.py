@@ -110,6 +110,12 @@ def collect(plan: Any, rendered: Any, inventory: str | None = None) -> list[Chec
         fun = component_checks(plan, name, [c.name for c in ready] + dep_ready)
         by_component[name] = ready + fun
         checks.extend(ready + fun)
+    if plan.profile.gpu.mode == "provider":
+        # The cloud advertises the GPUs (no platform component does): check them all the same.
+        from kubeforge.verify.gpu import allocatable_check
+
+        checks.append(Check(name="cloud/gpu-allocatable", component="cloud", kind=FUNCTION, fn=allocatable_check,
+                            timeout=600, description="every GPU node of a known type advertises all its GPUs"))
     if inventory:
         from kubeforge.verify import nodes
 

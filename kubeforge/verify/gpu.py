@@ -61,6 +61,38 @@ def gpu_nodes(nodes: list[dict], resource: str = GPU_RESOURCE) -> dict[str, int]
     return out
 
 
+INSTANCE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
+
+
+def expected_gpus(node: dict, profile: Any) -> tuple[str, int, str] | None:
+    """(instance type, allocatable GPUs it must show, why) for a node of a type in
+    kubeforge/gpu/instances.yaml; None for unknown types and under MIG (the layout decides)."""
+    from kubeforge.gpu import instances
+
+    labels = node.get("metadata", {}).get("labels") or {}
+    itype = next((labels[k] for k in INSTANCE_TYPE_LABELS if labels.get(k)), None)
+    t = instances.find(itype) if itype else None
+    if t is None or profile.gpu.mig.strategy != "none":
+        return None
+    shared = profile.gpu.sharing.strategy in ("time-slicing", "mps")
+    replicas = profile.gpu.sharing.replicas if shared else 1
+    return itype, t.count * replicas, f"{t.count} {t.model}" + (f" x {replicas} replicas" if shared else "")
+
+
+def count_problems(nodes: list[dict], profile: Any, resource: str = GPU_RESOURCE) -> list[str]:
+    """Nodes of a known GPU type whose allocatable GPUs differ from what the type has."""
+    out = []
+    for n in nodes:
+        want = expected_gpus(n, profile)
+        if want is None:
+            continue
+        itype, count, why = want
+        got = int(((n.get("status") or {}).get("allocatable") or {}).get(resource, "0") or 0)
+        if got != count:
+            out.append(f"node {n['metadata']['name']} ({itype}): allocatable {resource} is {got}, want {count} ({why})")
+    return out
+
+
 def missing_gfd_labels(node: dict) -> list[str]:
     labels = node.get("metadata", {}).get("labels") or {}
     return [label for label in GFD_LABELS if label not in labels]
@@ -93,6 +125,9 @@ def allocatable_check(ctx: Any) -> str:
             raise NotYet(f"no node has allocatable {resource}")
         return found
     found = ctx.wait(f"allocatable {resource}", probe, timeout=300)
+    # Nodes of a known instance type must show all of their GPUs (a node with 0 is the classic failure).
+    ctx.wait_clean(f"{resource} per known instance type",
+                   lambda: count_problems(ctx.cluster.list("v1", "Node"), ctx.profile, resource), timeout=300)
     return ", ".join(f"{n}: {c}" for n, c in sorted(found.items()))
 
 

@@ -43,6 +43,9 @@ class Registration:
     dependencies: list[str]
     additional_secret_outputs: list[str]
     id: str = ""
+    ignore_changes: list[str] = field(default_factory=list)
+    protect: bool = False
+    delete_before_replace: bool = False
 
 
 @dataclass
@@ -52,18 +55,36 @@ class RunResult:
     secret_outputs: set[str] = field(default_factory=set)
     invokes: list[str] = field(default_factory=list)
     urns: list[str] = field(default_factory=list)
+    invoke_args: list[Any] = field(default_factory=list)   # MockCallArgs: token, args, provider
 
     def of_type(self, prefix: str) -> list[Registration]:
         return [r for r in self.registrations.values() if r.type.startswith(prefix)]
 
+    def ancestors(self, urn: str) -> set[str]:
+        """Everything `urn` waits for, transitively: what `destroy` removes only after it."""
+        regs, seen, todo = self.registrations, set(), list(self.registrations[urn].dependencies)
+        while todo:
+            d = todo.pop()
+            if d not in seen and d in regs:
+                seen.add(d)
+                todo += regs[d].dependencies
+        return seen
+
 
 class _Mocks(mocks.Mocks):
-    def __init__(self, stack_outputs: dict[str, dict[str, Any]], invokes: dict[str, Callable]):
+    def __init__(self, stack_outputs: dict[str, dict[str, Any]], invokes: dict[str, Callable],
+                 resources: Callable[[mocks.MockResourceArgs], tuple[str, dict] | None] | None = None):
         self.stack_outputs = stack_outputs
         self.invokes = invokes
+        self.resources = resources      # per-type provider stand-ins (tests/pulumi/cloudmocks.py)
         self.called: list[str] = []
+        self.call_args: list[mocks.MockCallArgs] = []
 
     def new_resource(self, args: mocks.MockResourceArgs):
+        if self.resources is not None:
+            got = self.resources(args)
+            if got is not None:
+                return got
         if args.typ == "pulumi:pulumi:StackReference":
             name = args.inputs.get("name") or args.name
             if name not in self.stack_outputs:
@@ -79,6 +100,7 @@ class _Mocks(mocks.Mocks):
 
     def call(self, args: mocks.MockCallArgs):
         self.called.append(args.token)
+        self.call_args.append(args)
         fn = self.invokes.get(args.token)
         if fn is None:
             raise UnmockedInvoke(f"unmocked provider invoke {args.token} (provider {args.provider!r})")
@@ -106,7 +128,10 @@ class RecordingMonitor(mocks.MockMonitor):
             urn=urn, type=request.type, name=request.name, parent=request.parent,
             provider=request.provider, providers=dict(getattr(request, "providers", {}) or {}), custom=custom,
             remote=remote, inputs=inputs, secret_paths=secret_paths, dependencies=list(deps),
-            additional_secret_outputs=list(getattr(request, "additionalSecretOutputs", []) or []), id=id_)
+            additional_secret_outputs=list(getattr(request, "additionalSecretOutputs", []) or []), id=id_,
+            ignore_changes=list(getattr(request, "ignoreChanges", []) or []),
+            protect=bool(getattr(request, "protect", False)),
+            delete_before_replace=bool(getattr(request, "deleteBeforeReplace", False)))
 
     def RegisterResource(self, request):
         # MockMonitor.RegisterResource, with the inputs deserialized once and kept for the record.
@@ -117,7 +142,11 @@ class RecordingMonitor(mocks.MockMonitor):
         inputs = rpc.deserialize_properties(request.object)
         args = mocks.MockResourceArgs(typ=request.type, name=request.name, inputs=inputs, provider=request.provider,
                                       resource_id=request.importId, custom=request.custom or False)
-        id_, state = self.mocks.new_resource(args)
+        try:
+            id_, state = self.mocks.new_resource(args)
+        except UnmockedInvoke as exc:      # an unmocked resource type: fail the run, loudly
+            self.errors.append(exc)
+            raise
         obj = _sync_await(rpc.serialize_properties(state, {}))
         self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, id_, state)
         self._record(request, urn, inputs, custom=request.custom, remote=request.remote,
@@ -146,11 +175,12 @@ def _plain(value: Any) -> Any:
 def run(program: Callable[[], Any], *, config: dict[str, Any] | None = None,
         secret_keys: tuple[str, ...] = (), project: str = "kubeforge-platform", stack: str = "test",
         stack_outputs: dict[str, dict[str, Any]] | None = None,
-        invokes: dict[str, Callable] | None = None) -> RunResult:
+        invokes: dict[str, Callable] | None = None,
+        resources: Callable[[mocks.MockResourceArgs], tuple[str, dict] | None] | None = None) -> RunResult:
     """Run `program` as the stack program of project/stack with the given config."""
     cfg = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (config or {}).items()}
     pulumi.runtime.set_all_config(cfg, list(secret_keys))
-    m = _Mocks(stack_outputs or {}, invokes or {})
+    m = _Mocks(stack_outputs or {}, invokes or {}, resources)
     monitor = RecordingMonitor(m)
     settings.set_root_resource(None)     # a fresh root stack per run, so exports do not leak
     mocks.set_mocks(m, project=project, stack=stack, preview=False, monitor=monitor)
@@ -171,4 +201,20 @@ def run(program: Callable[[], Any], *, config: dict[str, Any] | None = None,
         if _sync_await(out.is_secret()):
             secret.add(name)
     return RunResult(registrations=dict(monitor.records), outputs=outputs, secret_outputs=secret,
-                     invokes=list(m.called), urns=list(monitor.urns))
+                     invokes=list(m.called), urns=list(monitor.urns), invoke_args=list(m.call_args))
+
+
+def policy_violations(res: RunResult, level: str = "mandatory") -> list[str]:
+    """The policy pack's policies of `level` over every recorded registration, as the engine would
+    run them in `pulumi preview --policy-pack stacks/policy`."""
+    import types
+
+    from kubeforge.pulumi import policies
+
+    out: list[str] = []
+    for r in res.registrations.values():
+        args = types.SimpleNamespace(resource_type=r.type, props=r.inputs, name=r.name)
+        for name, _, fn, lvl in policies.POLICIES:
+            if lvl == level:
+                fn(args, lambda msg, urn=None, name=name: out.append(f"{name}: {msg}"))
+    return out

@@ -2,9 +2,10 @@
 
 It records every invocation (argv, working directory, backend URL, whether a passphrase was set)
 as one JSON line in $STANDIN_PULUMI_LOG, keeps stack existence as files under the file backend
-like the real CLI does (<backend>/.pulumi/stacks/<project>/<stack>.json), keeps `config set`
-values in a JSON file beside it (the real CLI writes Pulumi.<stack>.yaml, secrets encrypted;
-the stand-in must not touch the checkout, and encrypts nothing), and for
+like the real CLI does (<backend>/.pulumi/stacks/<project>/<stack>.json; `destroy` leaves the
+stack with 0 resources, as the real CLI does), keeps `config set` values in a JSON file beside it
+(the real CLI writes Pulumi.<stack>.yaml, secrets encrypted; the stand-in must not touch the
+checkout, and encrypts nothing), and for
 up/preview/destroy streams the engine events listed in $STANDIN_PULUMI_EVENTS (JSON) to the
 Automation API's event server, then a summary event. It deploys nothing.
 """
@@ -92,8 +93,10 @@ def main(argv: list[str]) -> int:
     if argv[:2] == ["stack", "ls"]:
         root = _stack_file("x").parent
         print(json.dumps([{"name": p.stem, "current": False, "updateInProgress": False,
-                           "lastUpdate": "2026-11-26T12:00:00.000Z", "resourceCount": 3}
-                          for p in sorted(root.glob("*.json"))] if root.is_dir() else []))
+                           "lastUpdate": "2026-11-26T12:00:00.000Z",
+                           "resourceCount": json.loads(p.read_text() or "{}").get("resourceCount", 3)}
+                          for p in sorted(root.glob("*.json")) if not p.name.endswith(".config.json")]
+                         if root.is_dir() else []))
         return 0
     if argv[:2] == ["stack", "output"]:
         print(json.dumps({"profile": "dev", "kubeconfig": "stand-in"}))
@@ -112,6 +115,8 @@ def main(argv: list[str]) -> int:
         addr = _opt(argv, "--event-log")
         if addr:
             _stream(addr, events)
+        if argv[0] == "destroy" and stack and _stack_file(stack).exists():
+            _stack_file(stack).write_text(json.dumps({"resourceCount": 0}))   # the stack stays, empty
         print(f"stand-in pulumi {argv[0]}: nothing deployed")
         return int(os.environ.get("STANDIN_PULUMI_EXIT", "0"))
     return 0

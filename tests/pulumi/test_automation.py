@@ -130,8 +130,10 @@ def test_stacks_lists_environments_with_their_profiles(standin_pulumi, capsys):
     assert cli(["stacks", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     envs = {r["environment"]: r for r in data["environments"]}
-    assert set(envs) == {"dev", "staging", "prod"}
+    assert set(envs) == {p.name[len("Pulumi."):-len(".yaml")] for p in PLATFORM.glob("Pulumi.*.yaml")}
+    assert {"dev", "staging", "prod", "eks-prod", "gke-prod", "aks-prod"} <= set(envs)
     assert envs["prod"]["profile"] == "full" and envs["dev"]["profile"] == "dev"
+    assert envs["eks-prod"]["cluster"] == "stack organization/kubeforge-cluster-eks/prod (output kubeconfig)"
     assert data["backend"] == standin_pulumi.backend.as_uri()
 
 
@@ -156,7 +158,9 @@ def _bad(argv: list[str], capsys) -> str:
 
 def test_unknown_environment(standin_pulumi, capsys):
     err = _bad(["up", "-e", "qa"], capsys)
-    assert "unknown environment 'qa'" in err and "dev, prod, staging" in err
+    assert "unknown environment 'qa'" in err
+    listed = err.split("use one of: ", 1)[1].split(", or create")[0].split(", ")
+    assert listed == sorted(p.name[len("Pulumi."):-len(".yaml")] for p in PLATFORM.glob("Pulumi.*.yaml"))
     assert standin_pulumi.calls() == []
 
 
@@ -289,3 +293,110 @@ def test_unquoted_kubernetes_version(standin_pulumi, home_copy, kubeconfig_file,
     err = _bad(["up", "-e", "k8s", "--kubeconfig", str(kubeconfig_file)], capsys)
     assert "kubeforge:kubernetesVersion" in err and "quote it" in err
     assert standin_pulumi.calls() == []
+
+
+# ---- cloud cluster projects ----
+
+def test_up_of_a_cloud_cluster_stack_shows_its_gpus_and_runs_in_its_project(standin_pulumi, monkeypatch, capsys):
+    monkeypatch.delenv("KUBECONFIG", raising=False)     # the cluster stack makes the cluster
+    assert cli(["up", "-e", "prod", "--project", "cluster-eks"]) == 0
+    out = capsys.readouterr().out
+    assert "GPUs h100: 2 × p5.48xlarge = 16 H100 80GB" in out
+    assert "EKS cluster kubeforge-prod in us-east-1, Kubernetes 1.34" in out
+    up = next(c for c in standin_pulumi.calls() if "up" in c["argv"][:2])
+    assert up["cwd"] == str(REPO / "stacks" / "cluster-eks")
+    assert up["argv"][up["argv"].index("--stack") + 1] == "prod"
+    assert (standin_pulumi.backend / ".pulumi" / "stacks" / "kubeforge-cluster-eks" / "prod.json").exists()
+
+
+@pytest.mark.parametrize("project, env", [("cluster-gke", "prod"), ("cluster-aks", "prod")])
+def test_preview_of_gke_and_aks_cluster_stacks(standin_pulumi, project, env, capsys):
+    assert cli(["preview", "-e", env, "--project", project]) == 0
+    assert "GPUs " in capsys.readouterr().out
+    pre = next(c for c in standin_pulumi.calls() if "preview" in c["argv"][:2])
+    assert pre["cwd"] == str(REPO / "stacks" / project)
+
+
+def _cluster_home(tmp_path, monkeypatch, cloud: str) -> Path:
+    root = tmp_path / "home"
+    for d in ("platform", f"cluster-{cloud}"):
+        shutil.copytree(REPO / "stacks" / d, root / "stacks" / d, ignore=shutil.ignore_patterns("__pycache__"))
+    for d in ("components", "profiles"):
+        (root / d).symlink_to(REPO / d)
+    monkeypatch.setenv("KUBEFORGE_HOME", str(root))
+    home.cache_clear()
+    return root
+
+
+def test_a_cluster_stack_whose_version_differs_from_the_profile_fails_before_pulumi(standin_pulumi, tmp_path,
+                                                                                    monkeypatch, capsys):
+    root = _cluster_home(tmp_path, monkeypatch, "eks")
+    f = root / "stacks" / "cluster-eks" / "Pulumi.prod.yaml"
+    f.write_text(f.read_text().replace('kubeforge:kubernetesVersion: "1.34"', 'kubeforge:kubernetesVersion: "1.33"'))
+    try:
+        err = _bad(["up", "-e", "prod", "--project", "cluster-eks"], capsys)
+    finally:
+        home.cache_clear()
+    assert "stacks/cluster-eks/Pulumi.prod.yaml" in err and "profiles/training.yaml" in err
+    assert "config.kubeforge:kubernetesVersion" in err
+    assert standin_pulumi.operations() == []
+
+
+def test_a_platform_environment_that_disagrees_with_its_cluster_stack_fails_before_pulumi(
+        standin_pulumi, tmp_path, monkeypatch, mirror_dir, capsys):
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+    root = _cluster_home(tmp_path, monkeypatch, "eks")
+    (root / "stacks" / "platform" / "Pulumi.eks-cpu.yaml").write_text(
+        "config:\n  kubeforge:profile: dev\n  kubeforge:clusterStack: organization/kubeforge-cluster-eks/prod\n")
+    try:
+        err = _bad(["up", "-e", "eks-cpu"], capsys)
+    finally:
+        home.cache_clear()
+    assert "gpu.mode is none here but host on the cluster stack stacks/cluster-eks/Pulumi.prod.yaml" in err
+    assert standin_pulumi.operations() == []
+
+
+def test_destroy_of_a_cluster_stack_refuses_while_a_platform_stack_runs_on_it(standin_pulumi, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    platform_state = standin_pulumi.backend / ".pulumi" / "stacks" / "kubeforge-platform" / "eks-prod.json"
+    platform_state.parent.mkdir(parents=True)
+    platform_state.write_text("{}")           # deployed: the stand-in reports 3 resources
+    err = _bad(["destroy", "-e", "prod", "--project", "cluster-eks", "--yes"], capsys)
+    assert "platform stack eks-prod (" in err and "still runs on this cluster" in err
+    assert "fix: run first: kubeforge destroy -e eks-prod" in err
+    assert not any(a[:1] == ["destroy"] for a in standin_pulumi.argvs())
+    # The documented order: the platform first (its load balancers and volumes go), then the cluster.
+    assert cli(["destroy", "-e", "eks-prod", "--yes"]) == 0
+    assert cli(["destroy", "-e", "prod", "--project", "cluster-eks", "--yes"]) == 0
+    destroys = [(c["cwd"], c["argv"][c["argv"].index("--stack") + 1]) for c in standin_pulumi.calls()
+                if c["argv"][1:2] == ["destroy"] or c["argv"][:1] == ["destroy"]]
+    assert destroys == [(str(PLATFORM), "eks-prod"), (str(REPO / "stacks" / "cluster-eks"), "prod")]
+
+
+def test_destroy_of_a_cluster_stack_no_platform_uses_goes_ahead(standin_pulumi, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    platform_state = standin_pulumi.backend / ".pulumi" / "stacks" / "kubeforge-platform" / "eks-prod.json"
+    platform_state.parent.mkdir(parents=True)
+    platform_state.write_text("{}")           # eks-prod runs on cluster-eks/prod, not on dev
+    assert cli(["destroy", "-e", "dev", "--project", "cluster-eks", "--yes"]) == 0
+    assert any(a[:1] == ["destroy"] for a in standin_pulumi.argvs())
+
+
+def test_stacks_of_a_cloud_project_list_environments_and_gpus(standin_pulumi, capsys):
+    assert cli(["stacks", "--project", "cluster-eks", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    envs = {r["environment"]: r for r in data["environments"]}
+    assert set(envs) == {"dev", "staging", "prod"}
+    assert envs["prod"]["gpus"] == ["h100: 2 × p5.48xlarge = 16 H100 80GB",
+                                    "l40s: 1 × g6e.12xlarge = 4 L40S 48GB (up to 16)"]
+    assert envs["prod"]["profile"] == "training"
+
+
+def test_plan_with_a_cluster_prints_what_it_offers(capsys):
+    assert cli(["plan", "-p", "training", "--cluster", "cluster-eks/prod"]) == 0
+    assert "GPUs h100: 2 × p5.48xlarge = 16 H100 80GB" in capsys.readouterr().out
+    assert cli(["plan", "-p", "training", "--cluster", "cluster-eks/prod", "-f", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["cluster"]["expectedGpus"] == {"p5.48xlarge": 8, "g6e.12xlarge": 4}
+    err = _bad(["plan", "-p", "dev", "--cluster", "cluster-eks/prod"], capsys)
+    assert "gpu.mode is none here but host" in err

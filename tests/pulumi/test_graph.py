@@ -126,15 +126,7 @@ def check_graph(res: RunResult, plan) -> None:
                 other = (set(regs[u].dependencies) & members) - set(children[by_name[n]])
                 assert not other, f"{u} depends on {sorted(other)[:2]} of the same wave"
 
-    def ancestors(urn: str) -> set[str]:
-        """Everything `urn` waits for, transitively (through gates and objects)."""
-        seen, todo = set(), list(regs[urn].dependencies)
-        while todo:
-            d = todo.pop()
-            if d not in seen and d in regs:
-                seen.add(d)
-                todo += regs[d].dependencies
-        return seen
+    ancestors = res.ancestors     # everything an object waits for, through gates and objects
 
     # Index the graph from the recorded inputs (independently of the program's own index).
     namespaces = {r.inputs["metadata"]["name"]: u for u, r in objects.items() if r.type == "kubernetes:core/v1:Namespace"}
@@ -278,21 +270,12 @@ def test_an_unmocked_invoke_fails_the_run_loudly():
 def test_mandatory_policies_hold_on_the_profile_graph(profile, mirror_dir):
     """The policy pack's mandatory policies pass on every object the stack registers (advisory
     ones only report; see kubeforge/pulumi/policies.py)."""
-    import types
+    from mockrun import policy_violations
 
-    from kubeforge.pulumi import policies
-
-    res = _profile_run(profile, mirror_dir)
-    violations = []
-    for r in res.registrations.values():
-        args = types.SimpleNamespace(resource_type=r.type, props=r.inputs, name=r.name)
-        for name, _, fn, level in policies.POLICIES:
-            if level == "mandatory":
-                fn(args, lambda msg, urn=None, name=name: violations.append(f"{name}: {msg}"))
-    assert violations == []
+    assert policy_violations(_profile_run(profile, mirror_dir)) == []
 
 
-@pytest.mark.parametrize("project", ["platform", "cluster-onprem"])
+@pytest.mark.parametrize("project", ["platform", "cluster-onprem", "cluster-eks", "cluster-gke", "cluster-aks"])
 def test_projects_disable_default_providers_and_run_one_main(project):
     """Pulumi.yaml turns default providers off for every package, and __main__ only calls main()."""
     d = REPO / "stacks" / project

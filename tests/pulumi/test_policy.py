@@ -105,3 +105,95 @@ def test_the_pack_answers_the_engines_analyzer_protocol():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- cloud IAM (cluster stacks) ---------------------------------------------------------------
+
+ROLE = "aws:iam/role:Role"
+ATTACH = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+
+
+def _trust(principal, actions=("sts:AssumeRole",)) -> dict:
+    import json
+
+    return {"assumeRolePolicy": json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": principal, "Action": list(actions)}]})}
+
+
+@pytest.mark.parametrize("principal, bad", [
+    ({"Service": "eks.amazonaws.com"}, False), ({"Service": ["ec2.amazonaws.com"]}, False),
+    ({"Service": "pods.eks.amazonaws.com"}, False),
+    ({"AWS": "*"}, True), ("*", True), ({"AWS": "arn:aws:iam::111122223333:root"}, True),
+    ({"Service": "lambda.amazonaws.com"}, True), ({"Federated": "cognito-identity.amazonaws.com"}, True),
+    ({"Service": "eks.amazonaws.com", "AWS": "*"}, True),
+])
+def test_roles_are_assumable_only_by_eks_ec2_and_pod_identity(principal, bad):
+    assert bool(_violations(policies.iam_trusted_principals, ROLE, _trust(principal))) is bad
+
+
+@pytest.mark.parametrize("statement, bad", [
+    ({"Effect": "Allow", "Action": "*", "Resource": "*"}, True),
+    ({"Effect": "Allow", "Action": ["s3:GetObject", "ec2:*"], "Resource": "*"}, True),
+    ({"Effect": "Allow", "NotAction": ["iam:*"], "Resource": "*"}, True),
+    ({"Effect": "Allow", "Action": ["ec2:DescribeInstances"], "Resource": "*"}, False),
+    ({"Effect": "Deny", "Action": "*", "Resource": "*"}, False),
+])
+def test_policy_documents_allow_named_actions_only(statement, bad):
+    import json
+
+    doc = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+    assert bool(_violations(policies.iam_no_wildcard_actions, "aws:iam/policy:Policy", {"policy": doc})) is bad
+    inline = {"inlinePolicies": [{"name": "x", "policy": doc}], **_trust({"Service": "eks.amazonaws.com"})}
+    assert bool(_violations(policies.iam_no_wildcard_actions, ROLE, inline)) is bad
+
+
+@pytest.mark.parametrize("arn, bad", [
+    ("arn:aws:iam::aws:policy/AmazonEKSClusterPolicy", False),
+    ("arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy", False),
+    ("arn:aws-us-gov:iam::aws:policy/AmazonEKSWorkerNodePolicy", False),
+    ("arn:aws:iam::aws:policy/AdministratorAccess", True),
+    ("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess", True),
+    ("arn:aws:iam::111122223333:policy/AmazonEKSClusterPolicy", True),     # a look-alike customer policy
+])
+def test_only_the_managed_policies_a_cluster_needs(arn, bad):
+    assert bool(_violations(policies.iam_managed_policy_allowlist, ATTACH, {"role": "r", "policyArn": arn})) is bad
+    assert bool(_violations(policies.iam_managed_policy_allowlist, ROLE, {"managedPolicyArns": [arn]})) is bad
+    for name, reason in policies.AWS_MANAGED_ALLOWLIST.items():
+        assert reason.strip() and name in policies.AWS_MANAGED_ALLOWLIST
+
+
+def test_administrator_access_is_named_as_such():
+    (msg,) = _violations(policies.iam_managed_policy_allowlist, ATTACH,
+                         {"policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"})
+    assert "administrator rights" in msg
+
+
+@pytest.mark.parametrize("typ, props, bad", [
+    ("gcp:projects/iAMMember:IAMMember", {"role": "roles/editor", "member": "user:a@b.c"}, True),
+    ("gcp:projects/iAMMember:IAMMember", {"role": "roles/owner", "member": "group:a@b.c"}, True),
+    ("gcp:projects/iAMMember:IAMMember", {"role": "roles/container.admin", "member": "group:a@b.c"}, True),
+    ("gcp:projects/iAMMember:IAMMember", {"role": "roles/container.admin", "member": "group:a@b.c",
+                                          "condition": {"title": "t", "expression": 'resource.name.startsWith("x")'}}, False),
+    ("gcp:projects/iAMMember:IAMMember", {"role": "roles/container.defaultNodeServiceAccount", "member": "x"}, False),
+    ("azure-native:authorization:RoleAssignment",
+     {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/8e3af657-a8ff-443c-a75c-2fe8c4bcb635"}, True),
+    ("azure-native:authorization:RoleAssignment",
+     {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"}, False),
+])
+def test_no_broad_google_cloud_or_azure_grants(typ, props, bad):
+    assert bool(_violations(policies.cloud_no_broad_roles, typ, props)) is bad
+
+
+@pytest.mark.parametrize("typ, props, bad", [
+    ("aws:eks/cluster:Cluster", {"accessConfig": {"authenticationMode": "API",
+                                                   "bootstrapClusterCreatorAdminPermissions": False}}, False),
+    ("aws:eks/cluster:Cluster", {"accessConfig": {"authenticationMode": "API_AND_CONFIG_MAP",
+                                                   "bootstrapClusterCreatorAdminPermissions": False}}, True),
+    ("aws:eks/cluster:Cluster", {"accessConfig": {"authenticationMode": "API"}}, True),   # creator admin by default
+    ("azure-native:containerservice:ManagedCluster", {"disableLocalAccounts": True, "aadProfile": {"managed": True}}, False),
+    ("azure-native:containerservice:ManagedCluster", {"aadProfile": {"managed": True}}, True),
+    ("gcp:container/cluster:Cluster", {"masterAuth": {"clientCertificateConfig": {"issueClientCertificate": True}}}, True),
+    ("gcp:container/cluster:Cluster", {}, False),
+])
+def test_cluster_admins_are_named_and_no_static_admin_credential(typ, props, bad):
+    assert bool(_violations(policies.cluster_admins_explicit, typ, props)) is bad

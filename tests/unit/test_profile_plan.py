@@ -183,3 +183,22 @@ def test_untested_tuple_warns_with_reason(tmp_path, repo_root):
     plan = make_plan(load_profile("dev"), load_catalog(cat_dir))
     assert any("knative-serving 1.22.0" in w or "not 1.22.0" in w for w in plan.warnings), plan.warnings
     assert any("26.03" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize("base, advertiser", [("gpu-onprem", "nvidia-device-plugin"),
+                                              ("gpu-operator", "gpu-operator")])
+def test_provider_gpu_mode_admits_no_second_gpu_advertiser(tmp_path, base, advertiser):
+    """gpu.mode provider: the cloud's device plugin advertises the GPUs (GKE-installed drivers);
+    a platform device plugin or GPU Operator on the same nodes would be a second advertiser."""
+    p = _write(tmp_path, "prov", f"extends: {base}\ngpu: {{mode: provider}}\n")
+    with pytest.raises(KubeforgeError) as e:
+        make_plan(load_profile(str(p)))
+    assert e.value.field == f"components.{advertiser}.enabled"
+    assert "one GPU advertiser per node" in e.value.fix
+
+
+def test_provider_gpu_mode_plans_without_a_platform_device_plugin(tmp_path):
+    p = _write(tmp_path, "prov", "extends: dev\ngpu: {mode: provider}\n")
+    plan = make_plan(load_profile(str(p)))
+    assert plan.profile.gpu.mode == "provider"
+    assert not {"nvidia-device-plugin", "gpu-operator"} & set(plan.components)
