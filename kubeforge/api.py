@@ -13,10 +13,10 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None):
     return _load(name_or_path, overrides)
 
 
-def plan(profile) -> Plan:
+def plan(profile, release: str | None = None) -> Plan:
     from kubeforge.plan import make_plan
 
-    return make_plan(profile)
+    return make_plan(profile, release=release)
 
 
 def render(plan_or_profile, mirror: str | None = None, use_cache: bool = True,

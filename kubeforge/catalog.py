@@ -15,7 +15,7 @@ from kubeforge.paths import components_dir
 
 _KEYS = {"name", "version", "description", "namespaces", "requires", "after", "provides",
          "conflicts", "requiresWhen", "kubernetes", "compat", "gpu", "sources", "values", "health",
-         "helm", "notes", "valuesFromProfile", "secrets"}
+         "helm", "notes", "valuesFromProfile", "secrets", "previous", "upgrade"}
 _SOURCE_KINDS = ("manifest", "kustomize", "helm")
 
 
@@ -53,7 +53,7 @@ def _source(raw: dict[str, Any], comp: dict[str, Any], repos: dict[str, Any],
         raise KubeforgeError(f"unknown repo {repo_ref!r}", file=file, field=f"{where}.repo",
                              fix=f"use a key of components/_repos.yaml ({', '.join(repos)}) or an inline mapping")
     r = resolve_repo(repo_ref, repos, comp)
-    repo = Repo(key=repo_ref if isinstance(repo_ref, str) else f"{r['owner']}/{r['name']}",
+    repo = Repo(key=repo_ref if isinstance(repo_ref, str) else f"{r['owner']}/{r['name']}@{r['ref']}",
                 owner=r["owner"], name=r["name"], ref=r["ref"], commit=r.get("commit", ""))
     sha = raw.get("sha256") or ""
     if len(sha) != 64:
@@ -62,16 +62,19 @@ def _source(raw: dict[str, Any], comp: dict[str, Any], repos: dict[str, Any],
                              fix="run `python -m kubeforge.lockfile --mirror MIRROR COMPONENT`")
     files: tuple[tuple[str, str], ...] = ()
     if kind == "kustomize":
-        if sid not in locks:
-            raise KubeforgeError(f"no file list for kustomize source {sid!r} in sources.lock", file=file,
+        lock = raw.get("lock") or sid   # "<id>@<release>" for an earlier release's tree
+        if lock not in locks:
+            raise KubeforgeError(f"no file list for kustomize source {lock!r} in sources.lock", file=file,
                                  field=f"{where}", fix="run `python -m kubeforge.lockfile --mirror MIRROR`")
-        files = tuple(locks[sid])
+        files = tuple(locks[lock])
     return Source(id=sid, kind=kind, repo=repo, path=raw.get("path", ""), root=raw.get("root", ""),
                   sha256=sha, files=files, when=raw.get("when") or {})
 
 
-def load_component(folder: Path, repos: dict[str, Any] | None = None) -> Component:
-    from kubeforge import yamlio
+def load_component(folder: Path, repos: dict[str, Any] | None = None, release: str | None = None) -> Component:
+    """The component as component.yaml describes it today, or as it was at an earlier release
+    (kubeforge/releases.py)."""
+    from kubeforge import releases, yamlio
     from kubeforge.lockfile import LOCK_NAME, read_lock
     from kubeforge.secrets import parse_specs
 
@@ -93,6 +96,7 @@ def load_component(folder: Path, repos: dict[str, Any] | None = None) -> Compone
                              field="name", fix="name the folder after the component")
     raw["version"] = str(raw["version"])
     repos = _repos(folder.parent) if repos is None else repos
+    raw = releases.at_release(raw, repos, release, file)
     locks = read_lock(folder / LOCK_NAME)
     k8s = raw.get("kubernetes") or {}
     values = raw.get("values") or {}
@@ -121,14 +125,14 @@ def load_component(folder: Path, repos: dict[str, Any] | None = None) -> Compone
 
 
 @cache
-def _load_catalog(root: Path) -> dict[str, Component]:
+def _load_catalog(root: Path, release: str | None) -> dict[str, Component]:
     if not root.is_dir():
         raise KubeforgeError(f"no component catalog at {_rel(root)}",
                              fix="run kubeforge from its checkout or set KUBEFORGE_HOME")
     repos = _repos(root)
     out = {}
     for folder in sorted(p for p in root.iterdir() if (p / "component.yaml").exists()):
-        comp = load_component(folder, repos)
+        comp = load_component(folder, repos, release)
         out[comp.name] = comp
     from kubeforge.secrets import check_shared
 
@@ -136,5 +140,17 @@ def _load_catalog(root: Path) -> dict[str, Component]:
     return out
 
 
-def load_catalog(root: Path | None = None) -> dict[str, Component]:
-    return _load_catalog((root or components_dir()).resolve())
+def load_catalog(root: Path | None = None, release: str | None = None) -> dict[str, Component]:
+    """The catalog today, or at an earlier release (`previous:` in _repos.yaml and component.yaml)."""
+    from kubeforge import releases
+
+    root = (root or components_dir()).resolve()
+    return _load_catalog(root, releases.check(release, _repos(root)))
+
+
+def release_names(root: Path | None = None) -> tuple[str, list[str]]:
+    """(today's release, the earlier ones kubeforge knows), from components/_repos.yaml."""
+    from kubeforge import releases
+
+    repos = _repos((root or components_dir()).resolve())
+    return releases.current(repos), releases.names(repos)

@@ -229,33 +229,52 @@ def register(app: typer.Typer) -> None:
     def upgrade_cmd(
         profile: ProfileOpt,
         from_: Annotated[str, typer.Option(
-            "--from", help="What is installed now: a lock (kubeforge upgrade --write-lock), a render "
-            "directory of the old release (kubeforge render -o DIR), or a profile.")],
+            "--from", help="What is installed now: `cluster` (read it from the cluster: kubeforge's labels, "
+            "else the images of a kubeflow/manifests install), a release kubeforge knows (v1.11.0), a render "
+            "directory of the old release (kubeforge render -o DIR), a lock (kubeforge upgrade --write-lock), "
+            "or a profile.")],
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the analysis and order; touch nothing "
-                                              "(offline unless --kubeconfig is given).")] = False,
+                                              "(offline unless --kubeconfig is given or --from cluster).")] = False,
         kubeconfig: KubeconfigOpt = None,
+        accept_skip: Annotated[list[str] | None, typer.Option(
+            "--accept-skip", help="Accept the documented risk of jumping over minor releases of this component "
+            "against its project's upgrade policy (the refusal names it); repeatable.")] = None,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before pruning the objects the new "
+                                          "release no longer has.")] = False,
+        keep_removed: Annotated[bool, typer.Option(
+            "--keep-removed", help="Leave the objects the new release no longer has on the cluster.")] = False,
         write_lock: Annotated[str | None, typer.Option(
             "--write-lock", help="Also write the target's lock here, to pass as --from next time.")] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
         mirror: MirrorOpt = None,
     ) -> None:
-        """Upgrade to PROFILE from what --from describes: version changes, CRD changes, gates (Istio one minor at a time, the Istio/Knative/KServe tuple), and the order. Refuses an upgrade that would strand stored objects, with the reason and the fix (exit 1)."""
+        """Upgrade to PROFILE from what --from describes: version changes, objects added/changed/removed, CRD changes, gates (each project's upgrade policy, the Istio/Knative/KServe tuple on both sides), and the order. An install kubeforge did not make is taken over (server-side apply ownership). Refuses an upgrade that would strand stored objects or skip minor releases against upstream's policy, with the reason and the fix (exit 1)."""
+        from kubeforge.catalog import load_catalog
         from kubeforge.lifecycle import upgrade as up
 
-        old = up.load_from(from_, mirror=mirror)
+        accept = list(accept_skip or [])
+        unknown = [a for a in accept if a not in load_catalog()]
+        if unknown:
+            raise KubeforgeError(f"unknown component {unknown[0]!r}", field="--accept-skip",
+                                 fix=f"use one of: {', '.join(sorted(load_catalog()))}")
+        from_cluster = from_ == up.FROM_CLUSTER
         new_rendered = _rendered(profile, mirror)
         new = up.side_from_rendered(new_rendered, f"profile {profile}")
         cluster = None
         stored = live_crds = None
-        if not dry_run or kubeconfig:  # a dry run reads stored versions when given a cluster
+        if from_cluster or not dry_run or kubeconfig:  # a dry run reads the cluster when given one
             from kubeforge.verify.cluster import connect, require_installed
 
             cluster = connect(kubeconfig)
-            require_installed(cluster, new.plan)
-            crds = cluster.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-            live_crds = {c["metadata"]["name"]: c for c in crds}
-            stored = {n: list((c.get("status") or {}).get("storedVersions") or []) for n, c in live_crds.items()}
-        result = up.analyze(old, new, stored=stored, live_crds=live_crds)
+            if not from_cluster:
+                require_installed(cluster, new.plan)
+                crds = cluster.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+                live_crds = {c["metadata"]["name"]: c for c in crds}
+                stored = {n: list((c.get("status") or {}).get("storedVersions") or []) for n, c in live_crds.items()}
+        old = up.load_from(from_, mirror=mirror, profile=profile, cluster=cluster)
+        result = up.analyze(old, new, stored=stored, live_crds=live_crds, accept=accept,
+                            known=up.known_releases(),
+                            mirror_refs=up.mirror_refs(mirror or new_rendered.plan.profile.mirror))
         if write_lock:
             Path(write_lock).write_text(json.dumps(up.lock_of(new), indent=2) + "\n")
         if json_out:
@@ -267,13 +286,34 @@ def register(app: typer.Typer) -> None:
                               fix="apply the fixes listed, then rerun")
         if dry_run:
             return
+        from kubeforge.lifecycle.adopt import Adopting, prune
         from kubeforge.lifecycle.apply import apply_upgrade, detect_installer
 
         changed = sorted({c for step in result.order if step["wave"] is not None for c in step["components"]})
         if detect_installer(cluster, new_rendered) == "pulumi":
             print("Pulumi installed this platform: run `pulumi up` in stacks/platform; it applies in this order.")
             return
-        apply_upgrade(cluster, new_rendered, changed)
+        pruned = [] if keep_removed else result.prune
+        if pruned and not yes:
+            if not sys.stdin.isatty():
+                raise KubeforgeError(f"the upgrade prunes {len(pruned)} object(s) the new release no longer has "
+                                     "(listed above) and needs confirmation", field="--yes",
+                                     fix="pass --yes to prune them, or --keep-removed to leave them")
+            typer.confirm(f"Upgrade {cluster.server} and delete the {len(pruned)} object(s) listed under prune?",
+                          abort=True)
+        adopting = Adopting(cluster)
+        apply_upgrade(adopting, new_rendered, changed)
+        if adopting.adopted:
+            print(f"took over {len(adopting.adopted)} object(s) from kubectl's field managers")
+        if pruned:
+            rep = prune(cluster, new_rendered, pruned)
+            if not rep["ok"]:
+                raise CheckFailed(f"prune stopped: {len(rep['stuck'])} object(s) stuck: "
+                                  + ", ".join(f"{s['object']} ({', '.join(s['finalizers']) or 'no finalizers'})"
+                                              for s in rep["stuck"]),
+                                  fix="let their controllers finish, or remove what holds them, then rerun")
+        elif result.prune:
+            print(f"kept {len(result.prune)} object(s) the new release no longer has (--keep-removed)")
 
 
 def _lock_path(rendered, server: str, dest: str | None) -> Path:
@@ -323,27 +363,58 @@ def _print_teardown(plan) -> None:
             print(f"       ... and {len(lines) - 12} more")
 
 
+def _crd_bits(ch) -> list[str]:
+    bits = []
+    if ch.new:
+        bits.append(f"new CRD ({','.join(ch.versions_added)})")
+    if ch.removed:
+        bits.append("CRD removed")
+    if ch.versions_added and not ch.new:
+        bits.append(f"+versions {','.join(ch.versions_added)}")
+    if ch.versions_removed:
+        bits.append(f"-versions {','.join(ch.versions_removed)}")
+    if ch.served[0] != ch.served[1] and not ch.new:
+        bits.append(f"served {','.join(ch.served[0]) or '-'} -> {','.join(ch.served[1]) or '-'}")
+    if ch.storage[0] != ch.storage[1] and not ch.new:
+        bits.append(f"storage {ch.storage[0]} -> {ch.storage[1]}")
+    for v in ch.schema_changed:
+        plus, minus = len(ch.fields_added.get(v, [])), len(ch.fields_removed.get(v, []))
+        bits.append(f"schema {v}: +{plus}/-{minus} fields" if plus or minus else f"schema {v}: edited")
+    if ch.spec_changed:
+        bits.append(f"{','.join(ch.spec_changed)} changed")
+    if not ch.new:
+        bits.append(f"stored {','.join(ch.stored_versions)}{'' if ch.stored_known else ' (assumed)'}")
+    return bits
+
+
+def _names(items: list[str], most: int) -> str:
+    return ", ".join(items[:most]) + (f", ... ({len(items) - most} more)" if len(items) > most else "")
+
+
 def _print_upgrade(result) -> None:
     print(f"upgrade from {result.old} to {result.new}")
     for c in result.components:
-        print(f"  {c.name:20} {c.old_version or '-':>10} -> {c.new_version or '-':10} {c.change}")
+        found = f"  ({c.found})" if c.found else ""
+        print(f"  {c.name:20} {c.old_version or '-':>10} -> {c.new_version or '-':10} {c.change}{found}")
+        objs = c.objects or {}
+        if any(objs.values()):
+            print(f"      objects: {len(objs.get('added', []))} added, {len(objs.get('changed', []))} changed, "
+                  f"{len(objs.get('removed', []))} removed")
+            for kind, most in (("added", 20), ("removed", 20), ("changed", 6)):
+                if objs.get(kind):
+                    print(f"        {kind}: {_names(objs[kind], most)}")
+        if c.adopt:
+            print(f"      adopt: {c.adopt} object(s) whose fields kubectl's apply owns are taken over by kubeforge")
         for ch in c.crds:
-            bits = []
-            if ch.new:
-                bits.append("new CRD")
-            if ch.removed:
-                bits.append("CRD removed")
-            if ch.versions_added:
-                bits.append(f"+versions {','.join(ch.versions_added)}")
-            if ch.versions_removed:
-                bits.append(f"-versions {','.join(ch.versions_removed)}")
-            if ch.storage[0] != ch.storage[1] and not ch.new:
-                bits.append(f"storage {ch.storage[0]} -> {ch.storage[1]}")
-            if ch.fields_removed:
-                bits.append(f"fields removed in {','.join(ch.fields_removed)}")
-            if not ch.new:
-                bits.append(f"stored {','.join(ch.stored_versions)}{'' if ch.stored_known else ' (assumed)'}")
-            print(f"      {ch.crd}: {'; '.join(bits)}")
+            print(f"      CRD {ch.crd}: {'; '.join(_crd_bits(ch))}")
+        for note in c.notes:
+            print(f"      read: {note}")
+    t = result.tuples or {}
+    if t.get("components"):
+        print(f"tuple: {t['old'] or '-'}  ->  {t['new']}")
+        for side in ("old", "new"):
+            for p in t.get(f"{side}_problems", []):
+                print(f"  {'installed' if side == 'old' else 'target'}: {p}")
     for w in result.warnings:
         print(f"warning: {w}")
     if result.order:
@@ -352,6 +423,10 @@ def _print_upgrade(result) -> None:
             wave = f"wave {s['wave']}" if s["wave"] is not None else "after"
             print(f"  {wave:7} {s['phase']:17} {', '.join(s['components'])}"
                   + (f" ({s['objects']} objects)" if s.get("objects") is not None else f" ({s.get('note')})"))
+    if result.prune:
+        print("prune (after the upgrade, in teardown order, after confirmation):")
+        for p in result.prune:
+            print(f"  {p['component']:20} {p['object']}")
     for b in result.blockers:
         print(f"BLOCKED {b.component}: {b.reason}\n  fix: {b.fix}")
     print("OK: the upgrade is safe to apply" if result.ok else "REFUSED")

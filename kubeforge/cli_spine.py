@@ -24,11 +24,11 @@ def _console():
     return Console(stderr=False, highlight=False)
 
 
-def _plan(profile: str):
+def _plan(profile: str, release: str | None = None):
     from kubeforge.plan import make_plan
     from kubeforge.profile import load_profile
 
-    return make_plan(load_profile(profile))
+    return make_plan(load_profile(profile), release=release)
 
 
 def _warn(plan) -> None:
@@ -174,11 +174,14 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the ordered YAML to.")],
         mirror: MirrorOpt = None,
         no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore cached renders.")] = False,
+        release: Annotated[str | None, typer.Option(
+            "--release", help="Render the components as they were at an earlier release kubeforge knows "
+            "(`previous:` in components/_repos.yaml, e.g. v1.11.0), to compare or upgrade from.")] = None,
     ) -> None:
         """Render the profile to ordered YAML files (one per component, in apply order)."""
         from kubeforge.render import prepare_out_dir, render, write_dir
 
-        plan = _plan(profile)
+        plan = _plan(profile, release)
         prepare_out_dir(out)   # before any work: a file in the way is bad input (exit 2)
         _warn(plan)
         t0 = time.perf_counter()

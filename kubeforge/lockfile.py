@@ -5,6 +5,8 @@ sha256, so a mirror over plain HTTP can serve it file by file; the component.yam
 tree hash over that list, so a changed lock is caught as surely as a changed file.
 
 Regenerate after bumping a ref:  python -m kubeforge.lockfile --mirror ../shared/mirror
+(earlier releases' trees, under `previous:` in component.yaml, are locked beside today's as
+"<id>@<release>"; see kubeforge/releases.py)
 """
 from __future__ import annotations
 
@@ -65,8 +67,9 @@ def resolve_repo(ref: str | dict, repos: dict, component: dict) -> dict:
 
 
 def relock(catalog_dir: Path, mirror: Path, only: list[str] | None = None) -> list[str]:
-    """Rewrite every component's sources.lock and sha256 pins from the mirror. Returns messages."""
-    from kubeforge import yamlio
+    """Rewrite every component's sources.lock and sha256 pins from the mirror, today's and those of
+    each earlier release under `previous:` (kubeforge/releases.py). Returns messages."""
+    from kubeforge import releases, yamlio
 
     repos = yamlio.load((catalog_dir / "_repos.yaml").read_text())
     messages = []
@@ -77,26 +80,37 @@ def relock(catalog_dir: Path, mirror: Path, only: list[str] | None = None) -> li
         text = comp_yaml.read_text()
         doc = yamlio.load(text)
         locks: dict[str, list[tuple[str, str]]] = {}
-        for src in doc.get("sources", []):
-            if src["kind"] not in ("manifest", "kustomize"):
-                continue
-            repo = resolve_repo(src["repo"], repos, doc)
-            base = mirror / "github" / repo["owner"] / repo["name"] / repo["ref"]
-            if src["kind"] == "manifest":
-                new = file_sha256(base / src["path"])
-            else:
-                files = scan_tree(base / src["root"])
-                locks[src["id"]] = files
-                new = tree_hash(files)
-            old = str(src.get("sha256") or "")
-            if old != new:
-                # Replace the pin in place so comments and layout of component.yaml survive.
-                if len(old) == 64 and old in text:
-                    # A quoted placeholder of 64 zeros works too: pins are replaced in source order.
-                    text = text.replace(old, new, 1)
+        # Pins are replaced in place, in document order, so comments and layout survive; a quoted
+        # placeholder of 64 zeros works too. Earlier releases' pins sit under `previous:`.
+        cursor = 0
+        for release in [None, *(doc.get(releases.KEY) or {})]:
+            at = releases.at_release(doc, repos, release, str(comp_yaml))
+            if release is not None:
+                cursor = max(cursor, text.find(f"\n{releases.KEY}:"))
+            for src in at.get("sources", []):
+                if src["kind"] not in ("manifest", "kustomize") or (release and "lock" not in src):
+                    continue
+                lock = releases.lock_id(src["id"], release)
+                label = f"{name}/{lock}"
+                repo = resolve_repo(src["repo"], repos, at)
+                base = mirror / "github" / repo["owner"] / repo["name"] / repo["ref"]
+                if src["kind"] == "manifest":
+                    new = file_sha256(base / src["path"])
                 else:
-                    messages.append(f"{name}/{src['id']}: add `sha256: {new}` by hand")
-                messages.append(f"{name}/{src['id']}: {old or '(none)'} -> {new}")
+                    files = scan_tree(base / src["root"])
+                    new = tree_hash(files)
+                    if locks.get(src["id"]) != files:   # a release with today's tree shares its list
+                        locks[lock] = files
+                old = str(src.get("sha256") or "")
+                at_old = text.find(old, cursor) if len(old) == 64 else -1
+                if old != new:
+                    if at_old >= 0:
+                        text = text[:at_old] + new + text[at_old + len(old):]
+                    else:
+                        messages.append(f"{label}: add `sha256: {new}` by hand")
+                    messages.append(f"{label}: {old or '(none)'} -> {new}")
+                if at_old >= 0:
+                    cursor = at_old + 64
         comp_yaml.write_text(text)
         if locks:
             write_lock(comp_yaml.parent / LOCK_NAME, locks)

@@ -111,6 +111,7 @@ class Plan:
     components: dict[str, PlannedComponent]   # in topological order
     waves: list[list[str]]
     warnings: list[str]
+    release: str | None = None           # an earlier release (kubeforge/releases.py); None: today's
 
     @property
     def order(self) -> list[str]:

@@ -51,10 +51,12 @@ def _from_profile(comp: Component, profile: Profile, given: dict[str, Any], file
     return out
 
 
-def make_plan(profile: Profile, catalog: dict[str, Component] | None = None) -> Plan:
+def make_plan(profile: Profile, catalog: dict[str, Component] | None = None, release: str | None = None) -> Plan:
+    """release: plan the profile with the components as they were at an earlier release
+    (kubeforge/releases.py), e.g. to render what an older install holds."""
     from kubeforge.catalog import load_catalog
 
-    catalog = load_catalog() if catalog is None else catalog
+    catalog = load_catalog(release=release) if catalog is None else catalog
     file = profile.source_file
     warnings: list[str] = []
 
@@ -154,7 +156,7 @@ def make_plan(profile: Profile, catalog: dict[str, Component] | None = None) -> 
                             depends_on=deps[n], component=catalog[n])
         for n in order
     }
-    return Plan(profile=profile, components=planned, waves=waves, warnings=warnings)
+    return Plan(profile=profile, components=planned, waves=waves, warnings=warnings, release=release)
 
 
 def _topo(nodes: list[str], deps: dict[str, list[str]], file: str) -> tuple[list[str], list[list[str]]]:
