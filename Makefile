@@ -43,7 +43,7 @@ validate: setup
 
 verify: setup  ## conformance suite against the cluster KUBECONFIG names
 	mkdir -p out
-	$(BIN)/kubeforge verify -p $(PROFILE) $(MIRROR_FLAG) --junit out/verify-junit.xml --json out/verify.json
+	$(BIN)/kubeforge verify -p $(PROFILE) $(MIRROR_FLAG) --junit out/verify-junit.xml --json-file out/verify.json
 
 bench: setup
 	$(BIN)/python benchmarks/render.py $(MIRROR_FLAG)

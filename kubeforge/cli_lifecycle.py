@@ -16,6 +16,7 @@ KubeconfigOpt = Annotated[str | None, typer.Option(
     "--kubeconfig", help="Kubeconfig of the cluster (default: $KUBECONFIG, then ~/.kube/config).")]
 MirrorOpt = Annotated[str | None, typer.Option(
     "--mirror", help="Sources mirror for rendering (default: the profile's, then $KUBEFORGE_MIRROR).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout (human output on stderr).")]
 
 
 def _out(text: str) -> None:
@@ -39,7 +40,6 @@ def _rendered(profile: str, mirror: str | None):
     for name in missing:
         print(f"note: {name} is a Helm chart and `helm` is not on PATH: its objects are found on the "
               "cluster by label instead of from the render", file=sys.stderr)
-    rendered.unrendered = missing
     return rendered
 
 
@@ -51,8 +51,9 @@ def register(app: typer.Typer) -> None:
         inventory: Annotated[str | None, typer.Option(
             "--inventory", "-i", help="Ansible inventory: also run the node checks on its hosts (testinfra).")] = None,
         junit: Annotated[str | None, typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
+        json_out: JsonOpt = False,
         json_file: Annotated[str | None, typer.Option(
-            "--json", help="Write the JSON summary {ok, results, failures} here ('-' for stdout).")] = None,
+            "--json-file", help="Also write the JSON summary {ok, counts, results, failures} to this file.")] = None,
         keep_on_failure: Annotated[bool, typer.Option(
             "--keep-on-failure", help="Keep the throw-away namespaces of failed checks for inspection.")] = False,
         check: Annotated[list[str] | None, typer.Option(
@@ -78,17 +79,22 @@ def register(app: typer.Typer) -> None:
             if images:
                 from kubeforge.verify.images import CHECK_IMAGES, check_image
 
-                for key in CHECK_IMAGES:
-                    _out(check_image(key, plan.profile.registry))
+                refs = [check_image(key, plan.profile.registry) for key in CHECK_IMAGES]
+                _out(json.dumps(refs, indent=2) if json_out else "\n".join(refs))
+                return
+            if json_out:
+                _write_json("-", {"profile": plan.profile.name, "checks": [
+                    {"name": c.name, "component": c.component, "kind": c.kind, "timeout_s": c.timeout,
+                     "description": c.description, "skip": c.skip_reason or None} for c in checks]})
                 return
             for c in checks:
                 note = f"  [skip: {c.skip_reason}]" if c.skip_reason else ""
                 _out(f"{c.name:55} {c.kind:9} {c.timeout:5.0f}s  {c.description}{note}")
             return
         out = session.verify(profile, kubeconfig=kubeconfig, inventory=inventory, junit=junit,
-                             json_out=None if json_file == "-" else json_file, keep_on_failure=keep_on_failure,
-                             only=check, workers=workers, mirror=mirror, progress=json_file != "-")
-        if json_file == "-":
+                             json_out=json_file, keep_on_failure=keep_on_failure,
+                             only=check, workers=workers, mirror=mirror, progress=not json_out)
+        if json_out:
             _write_json("-", out)
         if not out["ok"]:
             raise CheckFailed(f"{len(out['failures'])} check(s) failed: {', '.join(out['failures'])}",
@@ -120,12 +126,16 @@ def register(app: typer.Typer) -> None:
         if wait <= 0:
             raise KubeforgeError("must be positive", field="--wait", fix="--wait 300")
         # Everything is rendered, validated and ordered before the cluster is touched.
+        from kubeforge.render import render_key
+        from kubeforge.validate import validate_cached
+
         rendered = api.render(api.plan(api.load_profile(profile)), mirror=mirror)
-        report = api.validate(rendered)
+        report, _cached = validate_cached(rendered, render_key(rendered.plan))
         if report.errors:
-            print(report.summary(), file=sys.stderr)
-            raise CheckFailed(f"{len(report.errors)} validation error(s) in profile {rendered.plan.profile.name}: "
-                              "nothing was applied", fix="fix them (kubeforge validate -p PROFILE lists them)")
+            for f in report.errors:
+                print(f.line(), file=sys.stderr)
+            raise CheckFailed(f"{len(report.errors)} validation error(s) in profile {rendered.plan.profile.name} "
+                              "(listed above): nothing was applied", fix="fix what each line names, then rerun")
         ap.plan_apply(rendered)
         from kubeforge.verify.cluster import connect
 
@@ -169,7 +179,10 @@ def register(app: typer.Typer) -> None:
         kubeconfig: KubeconfigOpt = None,
         wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for each step's objects to go.")] = 180.0,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+        json_out: JsonOpt = False,
+        component: Annotated[list[str] | None, typer.Option(
+            "--component", "-c", help="Tear down only this component of the profile (repeatable); none "
+            "that stays may need it.")] = None,
         mirror: MirrorOpt = None,
     ) -> None:
         """Remove the platform: reverse plan order; per component custom resources, webhooks, workloads, namespaces; CRDs last. Stuck objects are reported with their finalizers."""
@@ -178,7 +191,9 @@ def register(app: typer.Typer) -> None:
         if wait <= 0:
             raise KubeforgeError("must be positive", field="--wait", fix="--wait 180")
         rendered = _rendered(profile, mirror)
-        plan = td.plan_teardown(rendered, keep_crds=keep_crds, unrendered=rendered.unrendered)
+        if component:
+            td.check_removable(rendered.plan, component)
+        plan = td.plan_teardown(rendered, keep_crds=keep_crds, components=component or None)
         if dry_run and not kubeconfig:
             if json_out:
                 _write_json("-", plan.as_dict())
@@ -204,7 +219,8 @@ def register(app: typer.Typer) -> None:
                 _print_teardown(plan)
             return
         if not yes:
-            typer.confirm(f"Delete profile {plan.profile} from {cluster.server}?", abort=True)
+            what = f"{', '.join(component)} of profile" if component else "profile"
+            typer.confirm(f"Delete {what} {plan.profile} from {cluster.server}?", abort=True)
         from kubeforge.lifecycle.apply import detect_installer
 
         how = detect_installer(cluster, rendered)
@@ -245,7 +261,7 @@ def register(app: typer.Typer) -> None:
             "--keep-removed", help="Leave the objects the new release no longer has on the cluster.")] = False,
         write_lock: Annotated[str | None, typer.Option(
             "--write-lock", help="Also write the target's lock here, to pass as --from next time.")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+        json_out: JsonOpt = False,
         mirror: MirrorOpt = None,
     ) -> None:
         """Upgrade to PROFILE from what --from describes: version changes, objects added/changed/removed, CRD changes, gates (each project's upgrade policy, the Istio/Knative/KServe tuple on both sides), and the order. An install kubeforge did not make is taken over (server-side apply ownership). Refuses an upgrade that would strand stored objects or skip minor releases against upstream's policy, with the reason and the fix (exit 1)."""
@@ -290,8 +306,9 @@ def register(app: typer.Typer) -> None:
         from kubeforge.lifecycle.apply import apply_upgrade, detect_installer
 
         changed = sorted({c for step in result.order if step["wave"] is not None for c in step["components"]})
+        say = (lambda s: print(s, file=sys.stderr)) if json_out else print
         if detect_installer(cluster, new_rendered) == "pulumi":
-            print("Pulumi installed this platform: run `pulumi up` in stacks/platform; it applies in this order.")
+            say("Pulumi installed this platform: run `pulumi up` in stacks/platform; it applies in this order.")
             return
         pruned = [] if keep_removed else result.prune
         if pruned and not yes:
@@ -302,9 +319,9 @@ def register(app: typer.Typer) -> None:
             typer.confirm(f"Upgrade {cluster.server} and delete the {len(pruned)} object(s) listed under prune?",
                           abort=True)
         adopting = Adopting(cluster)
-        apply_upgrade(adopting, new_rendered, changed)
+        apply_upgrade(adopting, new_rendered, changed, echo=say)
         if adopting.adopted:
-            print(f"took over {len(adopting.adopted)} object(s) from kubectl's field managers")
+            say(f"took over {len(adopting.adopted)} object(s) from kubectl's field managers")
         if pruned:
             rep = prune(cluster, new_rendered, pruned)
             if not rep["ok"]:
@@ -313,7 +330,19 @@ def register(app: typer.Typer) -> None:
                                               for s in rep["stuck"]),
                                   fix="let their controllers finish, or remove what holds them, then rerun")
         elif result.prune:
-            print(f"kept {len(result.prune)} object(s) the new release no longer has (--keep-removed)")
+            say(f"kept {len(result.prune)} object(s) the new release no longer has (--keep-removed)")
+        removed = [c.name for c in result.components if c.change == "removed"]
+        if removed and old.rendered is None:
+            say(f"note: {', '.join(removed)} left the profile; --from names no profile to render them from, so "
+                f"remove them with `kubeforge teardown -p <old profile> --component NAME`")
+        elif removed:
+            from kubeforge.lifecycle import teardown as td
+
+            rep = td.report(td.remove_components(cluster, old.rendered, removed, echo=say))
+            if not rep["ok"]:
+                raise CheckFailed(f"upgraded, but removing {', '.join(removed)} stopped: "
+                                  f"{len(rep['stuck'])} object(s) stuck",
+                                  fix="see why above, then rerun the upgrade: it removes what is left")
 
 
 def _lock_path(rendered, server: str, dest: str | None) -> Path:
@@ -351,7 +380,8 @@ def _write_install_lock(rendered, path: Path) -> Path:
 
 def _print_teardown(plan) -> None:
     n = 0
-    print(f"teardown of profile {plan.profile}" + (" (CRDs kept)" if plan.keep_crds else ""))
+    only = f"{', '.join(plan.components)} of " if plan.components is not None else ""
+    print(f"teardown of {only}profile {plan.profile}" + (" (CRDs kept)" if plan.keep_crds else ""))
     for s in plan.steps:
         n += 1
         lines = s.describe()

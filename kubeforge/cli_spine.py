@@ -15,7 +15,9 @@ ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Profile name (
 MirrorOpt = Annotated[str | None, typer.Option(
     "--mirror", help="Sources mirror: a directory or http(s) URL laid out github/<owner>/<repo>/<ref>/<path>. "
     "Default: the profile's `mirror`, then $KUBEFORGE_MIRROR, then upstream.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+# One convention for machine-readable output (README, "The CLI"): --json prints one JSON document on
+# stdout and everything for humans (progress, notes, warnings) on stderr.
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout (human output on stderr).")]
 
 
 def _console():
@@ -81,14 +83,17 @@ def register(app: typer.Typer) -> None:
         _console().print(t)
 
     @profiles.command("show")
-    def profiles_show(profile: ProfileOpt) -> None:
-        """Print a profile with `extends` resolved, as YAML."""
-        import yaml
-
+    def profiles_show(profile: ProfileOpt, json_out: JsonOpt = False) -> None:
+        """Print a profile with `extends` resolved, as YAML (or JSON)."""
         from kubeforge.profile import load_profile
 
-        p = load_profile(profile)
-        print(yaml.safe_dump(p.model_dump(mode="json", exclude={"files"}), sort_keys=False), end="")
+        data = load_profile(profile).model_dump(mode="json", exclude={"files"})
+        if json_out:
+            print(json.dumps(data, indent=2))
+            return
+        import yaml
+
+        print(yaml.safe_dump(data, sort_keys=False), end="")
 
     @profiles.command("schema")
     def profiles_schema() -> None:
@@ -123,10 +128,16 @@ def register(app: typer.Typer) -> None:
         cluster: Annotated[str | None, typer.Option(
             "--cluster", help="A cloud cluster environment, PROJECT/ENV (e.g. cluster-eks/prod): check that its "
             "node pools fit the profile's GPU mode and Kubernetes version, and print the GPUs it will have.")] = None,
+        json_out: JsonOpt = False,
     ) -> None:
         """Resolve a profile into components, dependencies and install waves."""
         from kubeforge.plan import plan_dict, plan_dot, plan_mermaid
 
+        if json_out:
+            if fmt not in ("table", "json"):
+                raise KubeforgeError(f"--json and --format {fmt} ask for two outputs", field="--format",
+                                     fix="drop one of them (--json is --format json)")
+            fmt = "json"
         if fmt not in ("table", "json", "mermaid", "dot"):
             raise KubeforgeError(f"unknown format {fmt!r}", field="--format", fix="use table, json, mermaid or dot")
         plan = _plan(profile)
@@ -177,19 +188,45 @@ def register(app: typer.Typer) -> None:
         release: Annotated[str | None, typer.Option(
             "--release", help="Render the components as they were at an earlier release kubeforge knows "
             "(`previous:` in components/_repos.yaml, e.g. v1.11.0), to compare or upgrade from.")] = None,
+        no_validate: Annotated[bool, typer.Option(
+            "--no-validate", help="Write without validating (by default validation errors exit 1 and "
+            "nothing is written).")] = False,
+        json_out: JsonOpt = False,
     ) -> None:
-        """Render the profile to ordered YAML files (one per component, in apply order)."""
-        from kubeforge.render import prepare_out_dir, render, write_dir
+        """Render the profile to validated, ordered YAML files (one per component, in apply order)."""
+        from kubeforge.render import check_out_dir, render, render_key, write_dir
 
         plan = _plan(profile, release)
-        prepare_out_dir(out)   # before any work: a file in the way is bad input (exit 2)
+        check_out_dir(out)   # before any work: a file in the way is bad input (exit 2)
         _warn(plan)
+        say = (lambda s: print(s, file=sys.stderr)) if json_out else print
         t0 = time.perf_counter()
         rendered = render(plan, mirror=mirror, use_cache=not no_cache)
+        counts = None
+        if not no_validate:
+            from kubeforge.validate import validate_cached
+
+            report, _cached = validate_cached(rendered, render_key(plan), use_cache=not no_cache)
+            counts = report.counts()
+            if report.errors:
+                for f in report.errors:
+                    print(f.line(), file=sys.stderr)
+                raise CheckFailed(f"{len(report.errors)} validation error(s) in profile {plan.profile.name} "
+                                  f"(listed above): nothing written to {out}",
+                                  fix="fix what each line names, or write anyway with --no-validate")
         files = write_dir(rendered, out, use_cache=not no_cache)
         n = sum(len(c.objects) for c in rendered.components.values())
-        print(f"{n} objects from {len(rendered.components)} components in {len(files)} files under {out} "
-              f"({time.perf_counter() - t0:.2f}s)")
+        checked = "not validated" if counts is None else \
+            f"validated against Kubernetes {plan.profile.kubernetesVersion}: {counts['warnings']} warning(s)"
+        say(f"{n} objects from {len(rendered.components)} components in {len(files)} files under {out}, "
+            f"{checked} ({time.perf_counter() - t0:.2f}s)")
+        if json_out:
+            names = [name for wave in plan.waves for name in wave]
+            print(json.dumps({
+                "profile": plan.profile.name, "out": str(out), "objects": n,
+                "files": [{"file": f.name, "component": c, "wave": rendered.components[c].wave,
+                           "objects": len(rendered.components[c].objects)} for f, c in zip(files, names, strict=True)],
+                "validation": counts}, indent=2))
 
     @app.command("images")
     def images_cmd(profile: ProfileOpt, mirror: MirrorOpt = None, json_out: JsonOpt = False) -> None:

@@ -70,7 +70,13 @@ def relock(catalog_dir: Path, mirror: Path, only: list[str] | None = None) -> li
     """Rewrite every component's sources.lock and sha256 pins from the mirror, today's and those of
     each earlier release under `previous:` (kubeforge/releases.py). Returns messages."""
     from kubeforge import releases, yamlio
+    from kubeforge.errors import KubeforgeError
 
+    known = sorted(p.parent.name for p in catalog_dir.glob("*/component.yaml"))
+    unknown = [n for n in only or () if n not in known]
+    if unknown:   # a typo (or a sub-command: there is none) would otherwise relock nothing, silently
+        raise KubeforgeError(f"no component {', '.join(unknown)} in {catalog_dir}", field="COMPONENT",
+                             fix=f"name components of the catalog ({', '.join(known)}), or none for all")
     repos = yamlio.load((catalog_dir / "_repos.yaml").read_text())
     messages = []
     for comp_yaml in sorted(catalog_dir.glob("*/component.yaml")):
@@ -117,17 +123,26 @@ def relock(catalog_dir: Path, mirror: Path, only: list[str] | None = None) -> li
     return messages
 
 
-def _main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """python -m kubeforge.lockfile --mirror MIRROR [COMPONENT ...]: exit 0, or 2 on bad input."""
     import argparse
+    import sys
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from kubeforge.errors import KubeforgeError
+
+    ap = argparse.ArgumentParser(prog="python -m kubeforge.lockfile", description=__doc__.splitlines()[0])
     ap.add_argument("--mirror", required=True, type=Path)
     ap.add_argument("--catalog", type=Path, default=Path(__file__).resolve().parents[1] / "components")
-    ap.add_argument("components", nargs="*")
-    args = ap.parse_args()
-    for m in relock(args.catalog, args.mirror, args.components or None):
-        print(m)
+    ap.add_argument("components", nargs="*", metavar="COMPONENT")
+    args = ap.parse_args(argv)    # usage errors exit 2
+    try:
+        for m in relock(args.catalog, args.mirror, args.components or None):
+            print(m)
+    except KubeforgeError as exc:
+        print(exc.render(), file=sys.stderr)
+        return exc.exit_code
+    return 0
 
 
 if __name__ == "__main__":
-    _main()
+    raise SystemExit(main())

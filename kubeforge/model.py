@@ -131,6 +131,9 @@ class RenderedComponent:
 class Rendered:
     plan: Plan
     components: dict[str, RenderedComponent]   # plan order
+    # Components rendered without their Helm charts (render(skip_helm=True)): only their generated
+    # objects are here; verify falls back to component.yaml `health`, teardown finds the rest by label.
+    unrendered: list[str] = field(default_factory=list)
 
     def objects(self) -> list[dict[str, Any]]:
         """All objects in apply order: wave by wave; per wave Namespaces and CRDs first."""

@@ -1,10 +1,26 @@
-"""Apply order of Kubernetes objects: one ranking shared by render, Pulumi and teardown."""
+"""Apply order of Kubernetes objects, and what a custom resource is: the one definition that
+render, the Pulumi graph, upgrade, apply and teardown share (teardown walks the order backwards).
+"""
 from __future__ import annotations
 
 from typing import Any
 
-# Lower rank applies first (teardown uses the reverse). Namespaces and CRDs first so that
-# everything namespaced and every custom resource has what it needs.
+# The API groups Kubernetes itself serves, "" being core: the union over every minor whose schema
+# kubernetes-validate bundles (1.25-1.37). Anything else is defined by a CRD (or an aggregated
+# API), even under k8s.io: gateway.networking.k8s.io, snapshot.storage.k8s.io, cluster.x-k8s.io.
+# tests/unit/test_ordering.py checks the list against those schemas and the kubernetes client.
+BUILTIN_GROUPS = frozenset({
+    "", "admission.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
+    "apiregistration.k8s.io", "apps", "authentication.k8s.io", "authorization.k8s.io", "autoscaling",
+    "batch", "certificates.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io",
+    "extensions", "flowcontrol.apiserver.k8s.io", "imagepolicy.k8s.io", "internal.apiserver.k8s.io",
+    "lifecycle.k8s.io", "networking.k8s.io", "node.k8s.io", "policy", "rbac.authorization.k8s.io",
+    "resource.k8s.io", "scheduling.k8s.io", "storage.k8s.io", "storagemigration.k8s.io",
+})
+
+# Lower rank applies first. Namespaces and CRDs first so that everything namespaced and every
+# custom resource has what it needs; webhook configurations after the workloads that serve them
+# and before the custom resources they admit. Built-in kinds not listed rank with Services.
 _KIND_RANK = {
     "Namespace": 0,
     "CustomResourceDefinition": 1,
@@ -22,42 +38,19 @@ _KIND_RANK = {
     "StatefulSet": 7,
     "DaemonSet": 7,
     "Job": 8,
+    "CronJob": 8,
+    "HorizontalPodAutoscaler": 8,   # after the workloads they scale or protect
+    "PodDisruptionBudget": 8,
     "APIService": 8,
     "MutatingWebhookConfiguration": 9,
     "ValidatingWebhookConfiguration": 9,
 }
-_CUSTOM_RANK = 10  # custom resources last: their CRDs and webhooks exist by then
+_BUILTIN_RANK = 6
+CUSTOM_RANK = 10  # custom resources last: their CRDs and webhooks exist by then
 
-
-def is_builtin_kind(kind: str) -> bool:
-    return kind in _KIND_RANK
-
-
-def kind_rank(obj: dict[str, Any]) -> int:
-    kind = obj.get("kind", "")
-    if kind in _KIND_RANK:
-        return _KIND_RANK[kind]
-    api = obj.get("apiVersion", "")
-    # Built-in API groups have no dot (apps/v1, v1, batch/v1) or end in k8s.io.
-    group = api.split("/")[0] if "/" in api else ""
-    if not group or group.endswith(".k8s.io"):
-        return 6
-    return _CUSTOM_RANK
-
-
-def sort_key(obj: dict[str, Any]) -> tuple:
-    md = obj.get("metadata", {})
-    return (kind_rank(obj), obj.get("kind", ""), md.get("namespace", ""), md.get("name", ""))
-
-
-def apply_order(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stable, deterministic apply order of a batch of objects."""
-    return sorted(objs, key=sort_key)
-
-
-# -- the phases of one install wave (kubeforge apply, and the apply step of an upgrade) ---------
-# Inside a wave the order follows the object edges the Pulumi stack registers
-# (kubeforge.pulumi.graph.build_graph), so `kubeforge apply` waits exactly where Pulumi waits:
+# The phases of one install wave (kubeforge apply, an upgrade's apply and its report). Inside a wave
+# the order follows the object edges the Pulumi stack registers (kubeforge.pulumi.graph), so
+# `kubeforge apply` waits where Pulumi waits:
 #   crds              Namespaces and CRDs                                  -> CRDs Established
 #   workloads         what needs nothing of its wave but those             -> workloads available
 #   webhooks          webhook configurations and APIServices (after their backends)
@@ -70,14 +63,119 @@ _GATE_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
 _SERVING_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Service")
 
 
-def apply_phase(obj: dict[str, Any], dep_kinds: list[str] | tuple[str, ...] = ()) -> str:
-    """The phase of `obj` in its wave; dep_kinds: kinds of the objects of the same wave that the
-    stack's graph orders it after (edges to earlier waves are satisfied by the wave gates)."""
+def api_group(obj: dict[str, Any]) -> str:
+    api = obj.get("apiVersion") or ""
+    return api.split("/", 1)[0] if "/" in api else ""
+
+
+def is_custom(obj: dict[str, Any]) -> bool:
+    """A custom resource: an object whose API group Kubernetes does not serve itself."""
+    return api_group(obj) not in BUILTIN_GROUPS
+
+
+def kind_rank(obj: dict[str, Any]) -> int:
+    if is_custom(obj):   # before the kind table: Knative's Service is no core Service
+        return CUSTOM_RANK
+    return _KIND_RANK.get(obj.get("kind", ""), _BUILTIN_RANK)
+
+
+def apply_phase(obj: dict[str, Any], dep_kinds: list[str] | tuple[str, ...] | None = None) -> str:
+    """The phase of `obj` in its wave. dep_kinds: kinds of the objects of the same wave the stack's
+    graph orders it after (edges to earlier waves are met by their wave's waits); None when the
+    edges are unknown (no plan): then every custom resource waits for its wave's controllers."""
     kind = obj.get("kind", "")
-    if kind in _FIRST_KINDS:
+    if kind in _FIRST_KINDS and not is_custom(obj):
         return CRDS
-    if kind in _GATE_KINDS:
+    if kind in _GATE_KINDS and not is_custom(obj):
         return WEBHOOKS
+    if dep_kinds is None:
+        return CUSTOM_RESOURCES if is_custom(obj) else WORKLOADS
     if any(k in _SERVING_KINDS or k in _GATE_KINDS for k in dep_kinds):
         return CUSTOM_RESOURCES
     return WORKLOADS
+
+
+Identity = tuple[str, str, str, str]   # (group, kind, namespace, name); the version does not count
+
+
+def identity(obj: dict[str, Any]) -> Identity:
+    md = obj.get("metadata") or {}
+    return api_group(obj), obj.get("kind", ""), md.get("namespace") or "", md.get("name") or ""
+
+
+def _issuer_ref(obj: dict[str, Any], ns: str) -> list[Identity]:
+    ref = (obj.get("spec") or {}).get("issuerRef") or {}
+    if not ref.get("name"):
+        return []
+    kind = ref.get("kind") or "Issuer"
+    return [(ref.get("group") or "cert-manager.io", kind, "" if kind == "ClusterIssuer" else ns, ref["name"])]
+
+
+def _istio_gateways(obj: dict[str, Any], ns: str) -> list[Identity]:
+    out = []
+    for gw in (obj.get("spec") or {}).get("gateways") or []:
+        if isinstance(gw, str) and gw != "mesh":
+            gns, _, name = gw.rpartition("/")
+            out.append(("networking.istio.io", "Gateway", gns or ns, name))
+    return out
+
+
+# Known references per (group, kind) that name another object the referrer needs.
+_KNOWN_REFS = {
+    ("cert-manager.io", "Certificate"): _issuer_ref,
+    ("cert-manager.io", "CertificateRequest"): _issuer_ref,
+    ("networking.istio.io", "VirtualService"): _istio_gateways,
+}
+
+
+def references(obj: dict[str, Any]) -> list[Identity]:
+    """Objects this one depends on: its owners (metadata.ownerReferences: same namespace, or
+    cluster-scoped) and the known references of its kind (a Certificate's issuerRef, a
+    VirtualService's gateways). A dependent is applied after, and deleted before, what it names."""
+    md = obj.get("metadata") or {}
+    ns = md.get("namespace") or ""
+    out = [(str(r.get("apiVersion") or "").rpartition("/")[0], r.get("kind", ""), ns, r.get("name", ""))
+           for r in md.get("ownerReferences") or [] if isinstance(r, dict)]
+    known = _KNOWN_REFS.get((api_group(obj), obj.get("kind", "")))
+    return out + (known(obj, ns) if known else [])
+
+
+def resolve(ref: Identity, present: dict[Identity, Any]) -> Any:
+    """What `present` holds for a reference: in the referrer's namespace, else cluster-scoped."""
+    hit = present.get(ref)
+    return hit if hit is not None else present.get((ref[0], ref[1], "", ref[3]))
+
+
+def sort_key(obj: dict[str, Any]) -> tuple:
+    md = obj.get("metadata", {})
+    return (kind_rank(obj), obj.get("kind", ""), md.get("namespace", ""), md.get("name", ""))
+
+
+def apply_order(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stable, deterministic apply order of a batch of objects: by rank, then kind and name, and
+    among objects of one rank each after those it references (an Issuer before the Certificates
+    that name it). A reference to a lower rank holds by rank; one to a higher rank is not followed."""
+    ordered = sorted(objs, key=sort_key)
+    refs = {i: r for i, o in enumerate(ordered) if (r := references(o))}
+    if not refs:
+        return ordered
+    index = {identity(o): i for i, o in enumerate(ordered)}
+    deps: dict[int, list[int]] = {}
+    for i, rs in refs.items():
+        rank = kind_rank(ordered[i])
+        deps[i] = [j for r in rs if (j := resolve(r, index)) is not None and j != i
+                   and kind_rank(ordered[j]) == rank]
+    out: list[dict[str, Any]] = []
+    seen: set[int] = set()
+
+    def visit(i: int) -> None:
+        if i in seen:          # done, or on the current path (a cycle keeps the sorted order)
+            return
+        seen.add(i)
+        for j in deps.get(i, ()):
+            visit(j)
+        out.append(ordered[i])
+
+    for i in range(len(ordered)):
+        visit(i)
+    return out

@@ -97,6 +97,14 @@ def cache_key(plan: Plan, pc: PlannedComponent, code_hash: str, skip_helm: bool 
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def render_key(plan: Plan, skip_helm: bool = False) -> str:
+    """One key for the whole render of a plan: the components' cache keys in plan order (what is
+    derived from a render, such as its validation report, is cached under it)."""
+    code_hash = _code_hash()
+    keys = [cache_key(plan, pc, code_hash, skip_helm) for pc in plan.components.values()]
+    return hashlib.sha256(" ".join(keys).encode()).hexdigest()
+
+
 def _build_key(s: Source) -> str:
     from kubeforge.kustomize import kustomize_bin
 
@@ -231,7 +239,9 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
     comps = {n: RenderedComponent(name=n, version=pc.version, wave=pc.wave, objects=results[n][0],
                                   secrets=results[n][1])
              for n, pc in plan.components.items()}
-    return Rendered(plan=plan, components=comps)
+    unrendered = [n for n, pc in plan.components.items()
+                  if skip_helm and any(s.kind == "helm" for s in selected_sources(pc))]
+    return Rendered(plan=plan, components=comps, unrendered=unrendered)
 
 
 def _require_helm(pc: PlannedComponent, s: Source) -> None:
@@ -358,11 +368,23 @@ def _serializer_id() -> str:
     return f"{_code_hash()} pyyaml {yaml.__version__} libyaml {libyaml} {hasattr(yaml, 'CSafeDumper')}\n"
 
 
-def prepare_out_dir(out: Path) -> None:
-    """The output directory exists (made if missing) and is one; KubeforgeError (exit 2) otherwise."""
+def check_out_dir(out: Path) -> None:
+    """The output directory is one, or can be made (nothing in the way); KubeforgeError (exit 2)
+    otherwise. Touches nothing, so it can run before any work."""
     if out.exists() and not out.is_dir():
         raise KubeforgeError("is a file, not a directory", file=str(out), field="--out",
                              fix="pass a directory (it is created if missing), or remove the file")
+    above = out.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise KubeforgeError(f"cannot create the output directory: {above} is a file", file=str(out),
+                             field="--out", fix="pass a directory you can write to")
+
+
+def prepare_out_dir(out: Path) -> None:
+    """The output directory exists (made if missing) and is one; KubeforgeError (exit 2) otherwise."""
+    check_out_dir(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -759,3 +759,13 @@ def _materialize(index: dict, store: BlobStore, tree: Path, rewrites: dict[str, 
 
                     shutil.copyfile(blob, tmp)
             os.replace(tmp, dest)
+
+
+if __name__ == "__main__":
+    # Not a command: say where the commands are instead of doing nothing (exit 2, a usage error).
+    import sys
+
+    print("error: kubeforge.sources has no command line\n"
+          "  fix: fetch and verify sources with `kubeforge sync -p PROFILE`; rewrite pins and "
+          "sources.lock with `python -m kubeforge.lockfile --mirror MIRROR [COMPONENT]`", file=sys.stderr)
+    sys.exit(2)

@@ -146,6 +146,12 @@ class Report:
     def slowest(self, n: int = 5) -> list[tuple[str, float]]:
         return sorted(self.object_ms, key=lambda x: -x[1])[:n]
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        """The report as to_dict() wrote it (per-object timings are not kept, only the slowest)."""
+        return cls(d["kubernetesVersion"], d["counts"]["objects"], [Finding(**f) for f in d["findings"]],
+                   d["seconds"], [(s["object"], s["ms"]) for s in d.get("slowest") or []])
+
     def to_dict(self) -> dict[str, Any]:
         return {"kubernetesVersion": self.kubernetes_version, "ok": self.ok, "counts": self.counts(),
                 "seconds": round(self.seconds, 4), "msPerObject": round(self.ms_per_object, 4),
@@ -568,6 +574,45 @@ def _apply_allowlist(findings: list[Finding], entries: list[AllowEntry], objects
                                     f"allowlist entry `{e.describe()}` matches no finding any more: "
                                     "remove it from components/_allowlist.yaml",
                                     e.kind, "", e.namespace or "", e.name, e.component or ""))
+
+
+# What a validation report depends on besides the objects: this code and the bundled schemas.
+_VALIDATION_CODE = ("validate.py", "schemas.py", "images.py")
+
+
+def validate_cached(rendered: Any, render_key: str, use_cache: bool = True, secrets: Any = None) -> tuple[Report, bool]:
+    """(report, from_cache) for a render, cached under its render key (kubeforge.render.render_key),
+    the fingerprint of the per-install secrets it used (`secrets`: the store it was rendered with,
+    default the profile's), the allowlist, the validation code and kubernetes-validate's version:
+    a warm `kubeforge render` validates nothing again."""
+    import hashlib
+    from importlib.metadata import version
+
+    from kubeforge.render import _write_atomic
+    from kubeforge.sources import cache_root
+
+    kv = rendered.plan.profile.kubernetesVersion
+    here = Path(__file__).parent
+    h = hashlib.sha256(f"{render_key} {kv} {version('kubernetes-validate')}".encode())
+    allow = allowlist_file()
+    for p in [*(here / n for n in _VALIDATION_CODE), allow]:
+        h.update(p.read_bytes() if p.exists() else b"-")
+    used = {n: rc.secrets for n, rc in rendered.components.items() if rc.secrets}
+    if used:   # the same render key renders other objects once the install's secrets change
+        from kubeforge.secrets import digest, store_for
+
+        store = secrets if secrets is not None else store_for(rendered.plan.profile)
+        h.update(json.dumps({n: digest(store, names) for n, names in sorted(used.items())}).encode())
+    path = cache_root() / "validated" / f"{h.hexdigest()}.json"
+    if use_cache and path.exists():
+        try:
+            return Report.from_dict(json.loads(path.read_text())), True
+        except (ValueError, KeyError, TypeError):   # a torn entry is only a miss
+            pass
+    report = validate(rendered.objects(), kv)
+    if use_cache:
+        _write_atomic(path, json.dumps(report.to_dict()).encode())
+    return report, False
 
 
 def bench(objects: list[dict], kubernetes_version: str = "1.34", repeat: int = 3) -> dict[str, Any]:

@@ -30,20 +30,6 @@ def mirror_dir() -> Path:
     return MIRROR
 
 
-@pytest.fixture
-def run(capsys, mirror_dir, monkeypatch):
-    """run(*argv) -> (exit code, stdout, stderr) of the kubeforge CLI in-process, on the mirror."""
-    from kubeforge.cli import main
-
-    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
-
-    def go(*argv):
-        rc = main(list(argv))
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-    return go
-
-
 @pytest.fixture(scope="session")
 def gpu_fixtures() -> Path:
     return GPU_FIXTURES
@@ -89,6 +75,69 @@ def upstream_builds(mirror_dir) -> UpstreamBuilds:
     return UpstreamBuilds(mirror_dir)
 
 
+_RENDERS: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def render_profile(mirror_dir):
+    """render_profile(name) -> Rendered, rendered once per session from the real upstream mirror.
+    Helm-chart components come back without objects when `helm` is missing (as in the CLI);
+    their names are in rendered.unrendered."""
+    from kubeforge import api
+    from kubeforge.lifecycle.rendered import render_available
+
+    def get(name: str):
+        if name not in _RENDERS:
+            _RENDERS[name], _ = render_available(api.plan(api.load_profile(name)), mirror=str(mirror_dir))
+        return _RENDERS[name]
+    return get
+
+
+@pytest.fixture
+def catalog_with(tmp_path, monkeypatch):
+    """catalog_with(components={name: {file: text}}, profiles={name: text}) -> a copy of the
+    repository's catalog and profiles with these added, made the one kubeforge reads
+    (KUBEFORGE_HOME) for the rest of the test. Adding a component touches nothing else, so tests
+    can add one that renders what no shipped component does."""
+    from kubeforge import paths
+
+    home = tmp_path / "kubeforge-home"
+
+    def make(components: dict[str, dict[str, str]] | None = None, profiles: dict[str, str] | None = None) -> Path:
+        for sub in ("components", "profiles"):      # the real ones, linked
+            (home / sub).mkdir(parents=True)
+            for p in (REPO / sub).iterdir():
+                (home / sub / p.name).symlink_to(p)
+        for name, files in (components or {}).items():
+            (home / "components" / name).mkdir()
+            for fname, text in files.items():
+                (home / "components" / name / fname).write_text(text)
+        for name, text in (profiles or {}).items():
+            (home / "profiles" / f"{name}.yaml").write_text(text)
+        monkeypatch.setenv("KUBEFORGE_HOME", str(home))
+        paths.home.cache_clear()
+        return home
+
+    yield make
+    monkeypatch.delenv("KUBEFORGE_HOME", raising=False)
+    paths.home.cache_clear()
+
+
+@pytest.fixture
+def kubeforge_cli(capsys, mirror_dir, monkeypatch):
+    """kubeforge_cli(*argv) -> (exit code, stdout, stderr) of `kubeforge ARGV` run in-process
+    through kubeforge.cli.main, sources from the mirror."""
+    from kubeforge.cli import main
+
+    monkeypatch.setenv("KUBEFORGE_MIRROR", str(mirror_dir))
+
+    def go(*argv):
+        rc = main(list(argv))
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+    return go
+
+
 # ---- a component that uses per-install secrets (kubeforge.secrets) ----------------------------
 
 SECRET_DEMO_COMPONENT = """\
@@ -125,25 +174,11 @@ def secret_demo_files() -> tuple[str, str]:
 
 
 @pytest.fixture
-def demo_home(tmp_path, monkeypatch):
+def demo_home(tmp_path, monkeypatch, catalog_with):
     """A KUBEFORGE_HOME with the real catalog and profiles plus `secret-demo`, a test component that
     uses one secret of each kind, and a profile `demo` that enables only it."""
-    from kubeforge.paths import home
-
-    root = tmp_path / "home"
-    (root / "components").mkdir(parents=True)
-    for p in (REPO / "components").iterdir():
-        (root / "components" / p.name).symlink_to(p)
-    demo = root / "components" / "secret-demo"
-    demo.mkdir()
-    (demo / "component.yaml").write_text(SECRET_DEMO_COMPONENT)
-    (demo / "generate.py").write_text(SECRET_DEMO_GENERATE)
-    (root / "profiles").mkdir()
-    for p in (REPO / "profiles").iterdir():
-        (root / "profiles" / p.name).symlink_to(p)
-    (root / "profiles" / "demo.yaml").write_text("extends: base\ncomponents:\n  storage: {enabled: false}\n  secret-demo: {enabled: true}\n")
-    monkeypatch.setenv("KUBEFORGE_HOME", str(root))
+    root = catalog_with(
+        {"secret-demo": {"component.yaml": SECRET_DEMO_COMPONENT, "generate.py": SECRET_DEMO_GENERATE}},
+        {"demo": "extends: base\ncomponents:\n  storage: {enabled: false}\n  secret-demo: {enabled: true}\n"})
     monkeypatch.setenv("KUBEFORGE_CACHE", str(tmp_path / "cache"))
-    home.cache_clear()
-    yield root
-    home.cache_clear()
+    return root

@@ -359,11 +359,12 @@ def _creates(rendered: Any, components: list[str] | None) -> dict[str, Any]:
 
 # -- upgrade ------------------------------------------------------------------------------
 def apply_upgrade(cluster: Any, rendered: Any, changed: list[str], echo: Any = print,
-                  wait_s: float = 600.0) -> None:
+                  wait_s: float = 600.0, **timing: Any) -> None:
     """The apply step of `kubeforge upgrade` on a cluster installed without Pulumi: the changed
     components, in the same waves and phases as an install. A new release takes over the fields
-    the old one set, whoever applied it (kubectl or kubeforge): conflicts are forced."""
-    res = Applier(cluster, force_conflicts=True, wait_s=wait_s, echo=echo).run(rendered, components=changed)
+    the old one set, whoever applied it (kubectl or kubeforge): conflicts are forced. timing: the
+    Applier's clock/sleep (a stand-in cluster's in tests)."""
+    res = Applier(cluster, force_conflicts=True, wait_s=wait_s, echo=echo, **timing).run(rendered, components=changed)
     if not res.ok:
         raise CheckFailed(f"upgrade stopped: {res.stopped}",
                           fix="fix the cause and rerun kubeforge upgrade; applied waves stay applied")

@@ -17,8 +17,10 @@ def needs_helm(pc: Any) -> bool:
 
 
 def render_available(plan: Plan, mirror: str | None = None) -> tuple[Rendered, list[str]]:
-    """(Rendered with every planned component, names rendered without their Helm charts)."""
+    """(Rendered with every planned component, names rendered without their Helm charts: also
+    in Rendered.unrendered)."""
     from kubeforge import api
 
     missing = [] if shutil.which("helm") else [n for n, pc in plan.components.items() if needs_helm(pc)]
-    return api.render(plan, mirror=mirror, skip_helm=bool(missing)), missing
+    rendered = api.render(plan, mirror=mirror, skip_helm=bool(missing))
+    return rendered, rendered.unrendered

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kubeforge.model import LABEL_COMPONENT, LABEL_PART_OF, PART_OF
-from kubeforge.ordering import apply_order, kind_rank
+from kubeforge.ordering import apply_order, is_custom
 
 CUSTOM_RESOURCES, WEBHOOKS, WORKLOADS, NAMESPACES, CRDS, LEFTOVERS = (
     "custom-resources", "webhooks", "workloads", "namespaces", "crds", "verify-leftovers")
@@ -38,7 +38,6 @@ LABELLED_WORKLOAD_KINDS = (
     ("apps/v1", "StatefulSet"), ("v1", "Service"), ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"))
 PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
-CUSTOM_RANK = kind_rank({"apiVersion": "example.com/v1", "kind": "Anything"})
 
 
 @dataclass(frozen=True)
@@ -82,18 +81,15 @@ class TeardownPlan:
     profile: str
     steps: list[Step]
     keep_crds: bool
+    components: list[str] | None = None     # only these components of the profile (None: all)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"profile": self.profile, "keep_crds": self.keep_crds,
+        return {"profile": self.profile, "keep_crds": self.keep_crds, "components": self.components,
                 "steps": [{"component": s.component, "phase": s.phase, "note": s.note,
                            "objects": s.describe()} for s in self.steps]}
 
 
 # -- planning (pure) ----------------------------------------------------------------------
-def is_custom_resource(obj: dict) -> bool:
-    return kind_rank(obj) == CUSTOM_RANK
-
-
 def crd_kinds(crd: dict) -> list[tuple[str, str]]:
     """(apiVersion, kind) to list a CRD's instances with: its storage version."""
     spec = crd.get("spec", {})
@@ -102,19 +98,24 @@ def crd_kinds(crd: dict) -> list[tuple[str, str]]:
     return [(f"{spec['group']}/{storage}", spec["names"]["kind"])]
 
 
-def plan_teardown(rendered: Any, keep_crds: bool = False, unrendered: list[str] | tuple = ()) -> TeardownPlan:
-    """The ordered steps for a rendered platform (no cluster needed). Components in `unrendered`
-    (Helm charts without `helm`) get the same phases, resolved on the cluster by label."""
-    steps: list[Step] = [Step("*", LEFTOVERS, note="namespaces kept by `kubeforge verify --keep-on-failure`")]
+def plan_teardown(rendered: Any, keep_crds: bool = False, components: list[str] | None = None) -> TeardownPlan:
+    """The ordered steps for a rendered platform (no cluster needed). Components rendered without
+    their Helm charts (rendered.unrendered: no `helm` here) get the same phases, resolved on the
+    cluster by label. `components`: only these (check_removable first), in the same order and
+    phases, their CRDs last; verify's leftovers belong to the whole platform and stay."""
+    unrendered = rendered.unrendered
+    order = [n for n in teardown_component_order(rendered.plan) if components is None or n in components]
+    steps: list[Step] = [] if components is not None else \
+        [Step("*", LEFTOVERS, note="namespaces kept by `kubeforge verify --keep-on-failure`")]
     crd_steps: list[Ref] = []
-    for name in reversed(teardown_component_order(rendered.plan)):
+    for name in reversed(order):
         # A Helm chart not rendered here: its generated objects are known, the chart's are found
         # on the cluster by label, in every phase.
         by_label = name in unrendered
         chart = " (and the Helm chart's objects, found on the cluster by label)" if by_label else ""
         objs = rendered.components[name].objects
         crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
-        crs = [o for o in objs if is_custom_resource(o)]
+        crs = [o for o in objs if is_custom(o)]
         # reverse apply order inside a phase: dependents go before what they depend on
         steps.append(Step(name, CUSTOM_RESOURCES, [Ref.of(o) for o in reversed(apply_order(crs))],
                           [k for c in crds for k in crd_kinds(c)], note=chart.strip(" ()"), by_label=by_label))
@@ -122,7 +123,7 @@ def plan_teardown(rendered: Any, keep_crds: bool = False, unrendered: list[str] 
                           note="plus webhook configurations its controllers created at runtime" + chart,
                           by_label=by_label))
         rest = [o for o in objs if o["kind"] not in (*WEBHOOK_KINDS, "Namespace", "CustomResourceDefinition")
-                and not is_custom_resource(o)]
+                and not is_custom(o)]
         steps.append(Step(name, WORKLOADS, [Ref.of(o) for o in _reverse_apply(rest)], note=chart.strip(" ()"),
                           by_label=by_label))
         steps.append(Step(name, NAMESPACES, [Ref.of(o) for o in objs if o["kind"] == "Namespace"
@@ -132,9 +133,26 @@ def plan_teardown(rendered: Any, keep_crds: bool = False, unrendered: list[str] 
     if not keep_crds:
         steps.append(Step("*", CRDS, crd_steps, note="last: nothing that uses them is left"))
         steps += [Step(n, CRDS, note="Helm chart not rendered here: found on the cluster by label", by_label=True)
-                  for n in reversed(teardown_component_order(rendered.plan)) if n in unrendered]
+                  for n in reversed(order) if n in unrendered]
     return TeardownPlan(rendered.plan.profile.name, [s for s in steps if s.objects or s.all_instances_of
-                                                       or s.by_label or s.phase == LEFTOVERS], keep_crds)
+                                                       or s.by_label or s.phase == LEFTOVERS], keep_crds,
+                        list(reversed(order)) if components is not None else None)
+
+
+def check_removable(plan: Any, names: list[str]) -> None:
+    """Tearing down some components of a profile: each is in it, and none that stays needs one."""
+    from kubeforge.errors import KubeforgeError
+
+    unknown = [n for n in names if n not in plan.components]
+    if unknown:
+        raise KubeforgeError(f"{', '.join(unknown)} is not a component of profile {plan.profile.name}",
+                             field="--component", fix=f"use one of: {', '.join(plan.components)}")
+    for name, pc in plan.components.items():
+        needed = [d for d in pc.depends_on if d in names]
+        if name not in names and needed:
+            raise KubeforgeError(
+                f"{name} stays and needs {', '.join(needed)} (profile {plan.profile.name})", field="--component",
+                fix=f"tear down {name} too (--component {name})")
 
 
 def teardown_component_order(plan: Any) -> list[str]:
@@ -398,6 +416,13 @@ class Executor:
                         self.cluster.patch(api, kind, o["metadata"]["name"], md["name"],
                                            {"metadata": {"finalizers": None}})
             self.cluster.finalize_namespace(md["name"])
+
+
+def remove_components(cluster: Any, rendered: Any, names: list[str], *, wait_s: float = 180.0,
+                      echo: Any = print) -> list[StepResult]:
+    """Tear down only `names` of a rendered platform (what an upgrade drops): their custom
+    resources, webhooks, workloads, namespaces, then their CRDs."""
+    return Executor(cluster, rendered, wait_s=wait_s, echo=echo).run(plan_teardown(rendered, components=names))
 
 
 def report(results: list[StepResult]) -> dict[str, Any]:

@@ -75,6 +75,7 @@ class Side:
     live: bool = False                             # objects read from a cluster (server defaults in them)
     found: dict[str, str] = field(default_factory=dict)   # component -> how its version was told
     adopt: dict[str, int] = field(default_factory=dict)   # component -> objects another manager owns
+    rendered: Any = None                           # the Rendered, when rendered from a profile
 
 
 @dataclass
@@ -262,25 +263,23 @@ def compat_gates(plan: Any) -> list[Blocker]:
 
 # -- order --------------------------------------------------------------------------------
 def upgrade_order(new: Side, changed: list[str]) -> list[dict[str, Any]]:
-    from kubeforge.lifecycle.teardown import CUSTOM_RANK
-    from kubeforge.ordering import kind_rank
+    """The waves and phases the upgrade applies: those of kubeforge apply (lifecycle/apply.py,
+    from the stack graph) when the new side is a render; by kind alone otherwise."""
+    from kubeforge.ordering import APPLY_PHASES, apply_phase
 
+    if getattr(new, "rendered", None) is not None:
+        from kubeforge.lifecycle.apply import plan_apply
+
+        return [{"wave": wp.wave, "phase": phase, "components": wp.components, "objects": len(wp.phases[phase])}
+                for wp in plan_apply(new.rendered, changed) for phase in APPLY_PHASES]
     steps = []
     waves = new.plan.waves if new.plan is not None else [sorted(new.versions)]
     for i, wave in enumerate(waves):
         names = [n for n in wave if n in changed]
         if not names:
             continue
-        for phase in ("crds", "controllers", "custom-resources"):
-            objs = []
-            for n in names:
-                for o in (new.objects or {}).get(n, []):
-                    kind = o.get("kind")
-                    is_crd = kind == "CustomResourceDefinition"
-                    is_cr = kind_rank(o) == CUSTOM_RANK
-                    if (phase == "crds" and is_crd) or (phase == "custom-resources" and is_cr) or \
-                            (phase == "controllers" and not is_crd and not is_cr):
-                        objs.append(o)
+        for phase in APPLY_PHASES:
+            objs = [o for n in names for o in (new.objects or {}).get(n, []) if apply_phase(o) == phase]
             steps.append({"wave": i, "phase": phase, "components": names, "objects": len(objs)})
     return steps
 
@@ -288,7 +287,7 @@ def upgrade_order(new: Side, changed: list[str]) -> list[dict[str, Any]]:
 # -- sides --------------------------------------------------------------------------------
 def side_from_rendered(rendered: Any, label: str) -> Side:
     return Side(label, {n: c.version for n, c in rendered.components.items()},
-                {n: c.objects for n, c in rendered.components.items()}, rendered.plan)
+                {n: c.objects for n, c in rendered.components.items()}, rendered.plan, rendered=rendered)
 
 
 def side_from_objects(objs: list[dict], label: str) -> Side:

@@ -12,7 +12,9 @@ when the API server can accept them and tear them down in the reverse order:
   still remove finalizers;
 - a webhook configuration or APIService after the workloads behind its Service, so admission
   never points at a backend that is not running yet;
-- a workload after the ServiceAccount it runs as.
+- a workload after the ServiceAccount it runs as;
+- an object after the objects of its rank it references (kubeforge.ordering.references: owners,
+  a Certificate's issuer, a VirtualService's gateways), as in the render order.
 
 Readiness that the provider's built-in await logic does not cover is added as the
 `pulumi.com/waitFor` annotation: webhook configurations and conversion-webhook CRDs whose
@@ -26,6 +28,7 @@ from typing import Any
 
 from kubeforge.errors import KubeforgeError
 from kubeforge.model import Rendered
+from kubeforge.ordering import identity, is_custom, kind_rank, references, resolve
 
 WAIT_FOR = "pulumi.com/waitFor"
 SKIP_AWAIT = "pulumi.com/skipAwait"
@@ -40,14 +43,6 @@ def split_api_version(api_version: str) -> tuple[str, str]:
         group, version = api_version.split("/", 1)
         return group, version
     return "", api_version
-
-
-def is_custom(obj: dict[str, Any]) -> bool:
-    """A custom resource: its API group is neither core nor a built-in group.
-
-    Built-in groups have no dot (apps, batch, policy) or end in k8s.io."""
-    group, _ = split_api_version(obj.get("apiVersion", ""))
-    return bool(group) and "." in group and not group.endswith("k8s.io")
 
 
 def type_token(obj: dict[str, Any]) -> str:
@@ -135,6 +130,7 @@ class _Index:
         self.workloads: dict[str, list[Node]] = {}
         self.accounts: dict[tuple[str, str], str] = {}
         self.webhooks: list[Node] = []
+        self.identities = {identity(n.obj): n for n in nodes.values()}
         for node in nodes.values():
             o, md = node.obj, node.obj.get("metadata", {})
             kind, ns = o.get("kind"), md.get("namespace", "")
@@ -292,6 +288,10 @@ def build_graph(rendered: Rendered, *, charts: dict[str, list[HelmChart]] | None
                 deps += idx.backends((wh.get("clientConfig") or {}).get("service"))
         elif kind == "APIService":
             deps += idx.backends((o.get("spec") or {}).get("service"))
+        for ref in references(o):
+            target = resolve(ref, idx.identities)
+            if target is not None and kind_rank(target.obj) == kind_rank(o):
+                deps.append(target.key)
         if kind in WORKLOAD_KINDS or kind in ("Job", "CronJob"):
             sa = _pod_spec(o).get("serviceAccountName")
             if sa and (ns or "", sa) in idx.accounts:

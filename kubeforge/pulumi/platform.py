@@ -41,8 +41,6 @@ def read_config() -> tuple[dict[str, Any], pulumi.Output | None]:
                 out[key] = json.loads(raw)
             except ValueError:
                 out[key] = raw      # parse() reports "must be an object"
-        elif key == "awaitLoadBalancers":
-            out[key] = raw.lower() == "true"
         else:
             out[key] = raw
     return out, cfg.get_secret("kubeconfig")

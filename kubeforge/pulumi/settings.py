@@ -94,6 +94,12 @@ def parse(config: dict[str, Any], *, file: str, secret_keys: frozenset[str] = fr
                                  file=file, field=f"config.kubeforge:replicas.{k}",
                                  fix="e.g. kubeforge:replicas: {kubeflow/kserve-controller-manager: 2}")
     kubeconfig = config.get("kubeconfig")
+    await_lb = config.get("awaitLoadBalancers", False)
+    if isinstance(await_lb, str) and await_lb.lower() in ("true", "false"):
+        await_lb = await_lb.lower() == "true"     # `pulumi config set` stores strings
+    if not isinstance(await_lb, bool):
+        raise KubeforgeError(f"kubeforge:awaitLoadBalancers must be true or false, got {await_lb!r}", file=file,
+                             field="config.kubeforge:awaitLoadBalancers", fix="set it to true or false")
     return StackSettings(
         profile=profile, overrides=overrides, replicas=dict(replicas),
         mirror=str(config["mirror"]) if config.get("mirror") else None,
@@ -101,7 +107,7 @@ def parse(config: dict[str, Any], *, file: str, secret_keys: frozenset[str] = fr
         kubeconfig_secret="kubeconfig" in secret_keys or isinstance(kubeconfig, dict),
         cluster_stack=config.get("clusterStack") or None,
         cluster_identifier=config.get("clusterIdentifier") or None,
-        await_load_balancers=bool(config.get("awaitLoadBalancers", False)),
+        await_load_balancers=await_lb,
     )
 
 

@@ -104,7 +104,8 @@ def collect(plan: Any, rendered: Any, inventory: str | None = None) -> list[Chec
         dep_ready = [c.name for d in planned.depends_on for c in by_component.get(d, [])
                      if c.kind == READINESS]
         objs = rendered.components[name].objects if name in rendered.components else []
-        ready = readiness.derive(name, objs, planned.component.health or {})
+        ready = readiness.derive(name, objs, planned.component.health or {},
+                                 chart_rendered=name not in getattr(rendered, "unrendered", ()))
         for c in ready:
             c.after = list(dep_ready)
         fun = component_checks(plan, name, [c.name for c in ready] + dep_ready)

@@ -222,17 +222,32 @@ def pod_selectors(objs: list[dict]) -> list[tuple[str, str]]:
     return out
 
 
-def derive(component: str, objs: list[dict], health: dict | None = None) -> list[Check]:
+HEALTH_KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
+
+
+def health_objects(health: dict) -> list[dict]:
+    """component.yaml `health` (crds: [names]; deployments, statefulsets, daemonsets: ["ns/name"])
+    as the object stubs the checks below select by."""
+    out = [{"kind": "CustomResourceDefinition", "metadata": {"name": n}} for n in health.get("crds") or []]
+    for key, kind in HEALTH_KINDS.items():
+        out += [{"kind": kind, "metadata": {"namespace": ref.split("/", 1)[0], "name": ref.split("/", 1)[1]}}
+                for ref in health.get(key) or [] if "/" in ref]
+    return out
+
+
+def derive(component: str, objs: list[dict], health: dict | None = None, chart_rendered: bool = True) -> list[Check]:
     """The readiness checks of one component, from its rendered objects (none when nothing to check).
 
-    health (component.yaml `health`: deployments ["ns/name"], crds [names]) stands in for the
-    objects of a component that could not be rendered here (a Helm chart without `helm`).
+    chart_rendered=False: the component's Helm chart was not rendered here (no `helm`), so only its
+    generated objects are in `objs` (a Namespace, a ConfigMap); `health` from component.yaml stands
+    in for the chart's objects.
     """
     out = []
-    if not objs and health:
-        objs = [{"kind": "CustomResourceDefinition", "metadata": {"name": n}} for n in health.get("crds") or []]
-        objs += [{"kind": "Deployment", "metadata": {"namespace": d.split("/", 1)[0], "name": d.split("/", 1)[1]}}
-                 for d in health.get("deployments") or [] if "/" in d]
+    if not chart_rendered and health:
+        have = {(o.get("kind"), (o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name"))
+                for o in objs}
+        objs = list(objs) + [o for o in health_objects(health)
+                             if (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) not in have]
 
     def add(short: str, fn: Any, description: str, timeout: float = 300.0) -> None:
         out.append(Check(name=f"{component}/{short}", component=component, kind=READINESS, fn=fn,

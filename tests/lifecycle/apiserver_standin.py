@@ -181,6 +181,7 @@ class ApiServerStandIn:
         self.rejections: list[tuple[str, int, str]] = []    # (object, status, message) of refused writes
         self.unadmitted: list[tuple[str, str, str]] = []    # (configuration, webhook, object) never admitted
         self.deleted: list[str] = []              # deletion requests, in order
+        self.applied: list[dict] = []             # objects sent to apply (not dry runs), in order
         self.finalizer_controllers = dict(finalizer_controllers or {})
         self.unpullable = set(unpullable)
         self.node_labels = dict(NODE_LABELS, **(GPU_NODE_LABELS if gpu_node else {}))
@@ -294,6 +295,8 @@ class ApiServerStandIn:
                 raise KeyboardInterrupt
             self.interrupt_after -= 1
         self.writes.append(("apply", ref, dry_run))
+        if not dry_run:
+            self.applied.append(obj)
         try:
             return self._apply(obj, namespace, force, dry_run, field_manager)
         except ApiRejected as exc:

@@ -28,27 +28,27 @@ def _free_port() -> int:
 
 
 # -- offline ------------------------------------------------------------------------------
-def test_verify_help_works_offline(run):
-    rc, out, _ = run("verify", "--help")
+def test_verify_help_works_offline(kubeforge_cli):
+    rc, out, _ = kubeforge_cli("verify", "--help")
     assert rc == 0 and "--keep-on-failure" in out and "--junit" in out and "--inventory" in out
 
 
-def test_verify_lists_checks_offline(run):
-    rc, out, _ = run("verify", "-p", "training", "--list")
+def test_verify_lists_checks_offline(kubeforge_cli):
+    rc, out, _ = kubeforge_cli("verify", "-p", "training", "--list")
     assert rc == 0
     assert "katib/random-experiment" in out and "training-operator/pytorchjob-gloo" in out
 
 
-def test_verify_images_follow_the_profile_registry(run, tmp_path):
+def test_verify_images_follow_the_profile_registry(kubeforge_cli, tmp_path):
     prof = tmp_path / "airgap.yaml"
     prof.write_text("extends: training\nname: airgap\nregistry: registry.example.com:5000/mirror\n")
-    rc, out, _ = run("verify", "-p", str(prof), "--images")
+    rc, out, _ = kubeforge_cli("verify", "-p", str(prof), "--images")
     assert rc == 0 and out.splitlines()
     assert all(line.startswith("registry.example.com:5000/mirror/") for line in out.splitlines())
 
 
-def test_teardown_dry_run_prints_the_ordered_plan_offline(run):
-    rc, out, _ = run("teardown", "-p", "training", "--dry-run")
+def test_teardown_dry_run_prints_the_ordered_plan_offline(kubeforge_cli):
+    rc, out, _ = kubeforge_cli("teardown", "-p", "training", "--dry-run")
     assert rc == 0
     lines = out.splitlines()
     assert lines[0] == "teardown of profile training"
@@ -58,56 +58,56 @@ def test_teardown_dry_run_prints_the_ordered_plan_offline(run):
     assert katib == ["custom-resources", "webhooks", "workloads"]
 
 
-def test_teardown_dry_run_json_and_keep_crds(run):
-    rc, out, _ = run("teardown", "-p", "training", "--dry-run", "--keep-crds", "--json")
+def test_teardown_dry_run_json_and_keep_crds(kubeforge_cli):
+    rc, out, _ = kubeforge_cli("teardown", "-p", "training", "--dry-run", "--keep-crds", "--json")
     data = json.loads(out)
     assert rc == 0 and data["keep_crds"] is True
     assert "crds" not in [s["phase"] for s in data["steps"]]
 
 
-def test_upgrade_dry_run_works_offline(run):
-    rc, out, _ = run("upgrade", "-p", "training", "--from", "training", "--dry-run")
+def test_upgrade_dry_run_works_offline(kubeforge_cli):
+    rc, out, _ = kubeforge_cli("upgrade", "-p", "training", "--from", "training", "--dry-run")
     assert rc == 0 and out.rstrip().endswith("OK: the upgrade is safe to apply")
 
 
 # -- bad input: exit 2 --------------------------------------------------------------------
-def test_unknown_check_name_exits_2_before_any_cluster(run, monkeypatch):
+def test_unknown_check_name_exits_2_before_any_cluster(kubeforge_cli, monkeypatch):
     monkeypatch.delenv("KUBECONFIG", raising=False)
-    rc, _, err = run("verify", "-p", "training", "--check", "katib/no-such-check")
+    rc, _, err = kubeforge_cli("verify", "-p", "training", "--check", "katib/no-such-check")
     assert rc == 2
     assert "error: --check: no check named katib/no-such-check in this profile" in err
     assert "fix: use one of:" in err and "Traceback" not in err
 
 
-def test_missing_kubeconfig_exits_2(run, tmp_path, monkeypatch):
+def test_missing_kubeconfig_exits_2(kubeforge_cli, tmp_path, monkeypatch):
     missing = tmp_path / "nope" / "kubeconfig"
     monkeypatch.setenv("KUBECONFIG", str(missing))
     for argv in (("verify", "-p", "training"), ("teardown", "-p", "training", "--yes"),
                  ("upgrade", "-p", "training", "--from", "training")):
-        rc, _, err = run(*argv)
+        rc, _, err = kubeforge_cli(*argv)
         assert rc == 2, argv
         assert f"error: {missing}: KUBECONFIG: no kubeconfig file here" in err
         assert "fix: pass --kubeconfig PATH or set KUBECONFIG" in err
 
 
-def test_unreachable_cluster_exits_2(run, tmp_path):
+def test_unreachable_cluster_exits_2(kubeforge_cli, tmp_path):
     kc = _kubeconfig(tmp_path, f"https://127.0.0.1:{_free_port()}")  # nothing listens there
-    rc, _, err = run("verify", "-p", "training", "--kubeconfig", str(kc))
+    rc, _, err = kubeforge_cli("verify", "-p", "training", "--kubeconfig", str(kc))
     assert rc == 2
     assert f"error: {kc}: server: the cluster at https://127.0.0.1:" in err and "is not reachable" in err
     assert "Traceback" not in err
 
 
-def test_unparsable_kubeconfig_exits_2(run, tmp_path):
+def test_unparsable_kubeconfig_exits_2(kubeforge_cli, tmp_path):
     kc = tmp_path / "kubeconfig"
     kc.write_text("this: [is not a kubeconfig\n")
-    rc, _, err = run("verify", "-p", "training", "--kubeconfig", str(kc))
+    rc, _, err = kubeforge_cli("verify", "-p", "training", "--kubeconfig", str(kc))
     assert rc == 2 and "cannot load the kubeconfig" in err
 
 
-def test_teardown_without_yes_and_without_a_terminal_exits_2(run, monkeypatch):
+def test_teardown_without_yes_and_without_a_terminal_exits_2(kubeforge_cli, monkeypatch):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
-    rc, _, err = run("teardown", "-p", "training")
+    rc, _, err = kubeforge_cli("teardown", "-p", "training")
     assert rc == 2 and "error: --yes: teardown deletes the platform and needs confirmation" in err
 
 
@@ -186,17 +186,19 @@ def empty_api(tmp_path):
 
 
 @pytest.mark.parametrize("psa_rejects, rc, status", [(True, 0, "passed"), (False, 1, "failed")])
-def test_verify_end_to_end_on_an_api_stand_in(run, tmp_path, psa_rejects, rc, status):
+def test_verify_end_to_end_on_an_api_stand_in(kubeforge_cli, tmp_path, psa_rejects, rc, status):
     """The whole verify path (render, checks, connect, installed, scheduler, pytest, JUnit, JSON,
     exit code) with one real check, against a stand-in API server: the cluster boundary."""
     server, kubeconfig = _serve(tmp_path, installed=True, psa_rejects=psa_rejects)
     out, junit = tmp_path / "verify.json", tmp_path / "junit.xml"
     try:
-        got, _, err = run("verify", "-p", "training", "--kubeconfig", str(kubeconfig),
-                          "--check", "kubeflow-namespace/pod-security", "--json", str(out), "--junit", str(junit))
+        got, stdout, err = kubeforge_cli("verify", "-p", "training", "--kubeconfig", str(kubeconfig), "--check",
+                               "kubeflow-namespace/pod-security", "--json", "--json-file", str(out), "--junit", str(junit))
     finally:
         server.shutdown()
     summary = json.loads(out.read_text())
+    assert json.loads(stdout) == summary, "--json prints the document --json-file writes, and nothing else"
+    assert "1 passed" in err or "1 failed" in err          # the human summary goes to stderr
     assert got == rc, err
     assert [(r["name"], r["status"]) for r in summary["results"]] == [("kubeflow-namespace/pod-security", status)]
     assert summary["ok"] is (rc == 0) and summary["cluster"].startswith("http://127.0.0.1:")
@@ -208,10 +210,34 @@ def test_verify_end_to_end_on_an_api_stand_in(run, tmp_path, psa_rejects, rc, st
         assert "1 check(s) failed: kubeflow-namespace/pod-security" in err
 
 
-def test_profile_not_installed_exits_2_on_an_empty_api_stand_in(run, empty_api):
+def test_profile_not_installed_exits_2_on_an_empty_api_stand_in(kubeforge_cli, empty_api):
     for argv in (("verify", "-p", "training"), ("teardown", "-p", "training", "--yes"),
                  ("upgrade", "-p", "training", "--from", "training")):
-        rc, _, err = run(*argv, "--kubeconfig", str(empty_api))
+        rc, _, err = kubeforge_cli(*argv, "--kubeconfig", str(empty_api))
         assert rc == 2, (argv, err)
         assert "profile training is not installed on http://127.0.0.1:" in err
         assert "fix: install it first" in err
+
+
+def test_teardown_dry_run_puts_hpas_and_pdbs_with_the_workloads(kubeforge_cli):
+    """Istio's and Knative's HorizontalPodAutoscalers and PodDisruptionBudgets are built-in objects:
+    deleted with the workloads, not listed under custom resources (autoscaling, policy have no dot)."""
+    rc, out, _ = kubeforge_cli("teardown", "-p", "dev", "--dry-run", "--json")
+    assert rc == 0
+    steps = json.loads(out)["steps"]
+    by_phase: dict[str, set[str]] = {}
+    for s in steps:
+        by_phase.setdefault(s["phase"], set()).update(line.split()[0] for line in s["objects"])
+    assert {"HorizontalPodAutoscaler", "PodDisruptionBudget"} <= by_phase["workloads"]
+    assert not {"HorizontalPodAutoscaler", "PodDisruptionBudget"} & by_phase["custom-resources"]
+    assert {"Certificate", "Gateway", "ClusterServingRuntime"} <= by_phase["custom-resources"]
+
+
+def test_teardown_of_one_component_offline(kubeforge_cli):
+    rc, out, _ = kubeforge_cli("teardown", "-p", "dev", "--component", "kserve", "--dry-run", "--json")
+    data = json.loads(out)
+    assert rc == 0 and data["components"] == ["kserve"]
+    assert {s["component"] for s in data["steps"]} == {"kserve", "*"}
+    assert [s["phase"] for s in data["steps"]][-1] == "crds"
+    rc, _, err = kubeforge_cli("teardown", "-p", "dev", "--component", "cert-manager", "--dry-run")
+    assert rc == 2 and "kserve stays and needs cert-manager" in err

@@ -38,7 +38,7 @@ def test_the_profile_is_installed(plan):
 
 def test_verify_passes_and_writes_junit_and_json(tmp_path):
     out, junit = tmp_path / "verify.json", tmp_path / "junit.xml"
-    rc = main(["verify", "-p", PROFILE, "--json", str(out), "--junit", str(junit)])
+    rc = main(["verify", "-p", PROFILE, "--json-file", str(out), "--junit", str(junit)])
     summary = json.loads(out.read_text())
     assert rc == 0, json.dumps([r for r in summary["results"] if r["status"] == "failed"], indent=1)
     assert summary["ok"] is True and summary["failures"] == []

@@ -1,19 +1,13 @@
-"""Teardown execution over the in-process API server stand-in (apiserver_standin.py: the cluster
-boundary this machine cannot reach), loaded with the real rendered objects of the training
-profile. What teardown relies on: deletion blocked by finalizers, the namespace controller, label
-lists."""
+"""Teardown execution over an in-memory stand-in for the API server (the cluster boundary this
+machine cannot reach), loaded with the real rendered objects of the training profile. It models
+what teardown relies on: deletion blocked by finalizers, the namespace controller, label lists."""
 from __future__ import annotations
 
 import copy
 
-from apiserver_standin import ApiServerStandIn
+from lifecycle_helpers import InMemoryCluster
 
 from kubeforge.lifecycle import teardown as td
-
-
-def InMemoryCluster(objects):  # noqa: N802 (the stand-in's old name, kept for these tests)
-    """The API server stand-in (apiserver_standin.py) holding exactly these objects."""
-    return ApiServerStandIn(objects, system_namespaces=False)
 
 
 def _platform(training):
@@ -92,3 +86,38 @@ def test_installer_is_told_by_the_field_manager(training):
     by_kubectl["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Apply"}]
     assert installer(by_pulumi) == "pulumi" and installer(by_kubectl) == "kubectl"
     assert detect_installer(InMemoryCluster([by_pulumi]), training) == "pulumi"
+
+
+def test_teardown_of_named_components_removes_them_and_nothing_else(render_profile):
+    """`kubeforge teardown -p dev --component kserve` (and the removal after an upgrade that drops
+    components): KServe's objects and CRDs go, in the order of a full teardown; cert-manager, whose
+    CRDs KServe's Certificates use, and every other component stay."""
+    dev = render_profile("dev")
+    objs = [o for rc in dev.components.values() for o in rc.objects]
+    cluster = InMemoryCluster(objs)
+    full = [s for s in td.plan_teardown(dev).steps if s.component == "kserve"]
+    only = td.plan_teardown(dev, components=["kserve"])
+    assert only.components == ["kserve"] and td.LEFTOVERS not in [s.phase for s in only.steps]
+    assert [(s.phase, s.objects) for s in only.steps if s.phase != td.CRDS] == [(s.phase, s.objects) for s in full]
+    results = td.remove_components(cluster, dev, ["kserve"], wait_s=1, echo=lambda _: None)
+    assert td.report(results)["ok"]
+    left = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in cluster.store.values()}
+    for name, rc in dev.components.items():
+        for o in rc.objects:
+            key = (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
+            assert (key in left) is (name != "kserve"), f"{name}: {key}"
+
+
+def test_named_components_must_be_in_the_profile_and_not_needed_by_what_stays(render_profile):
+    import pytest
+
+    from kubeforge.errors import KubeforgeError
+
+    plan = render_profile("dev").plan
+    with pytest.raises(KubeforgeError) as e:
+        td.check_removable(plan, ["cert-manager"])
+    assert "kserve stays and needs cert-manager" in e.value.message and "--component kserve" in e.value.fix
+    with pytest.raises(KubeforgeError) as e:
+        td.check_removable(plan, ["nvidia-device-plugin"])
+    assert e.value.field == "--component" and "kserve" in e.value.fix
+    td.check_removable(plan, ["kserve", "cert-manager"])        # together they may go

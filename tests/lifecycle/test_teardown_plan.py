@@ -7,12 +7,13 @@ import pytest
 from lifecycle_helpers import PROFILES, objects_of
 
 from kubeforge.lifecycle import teardown as td
+from kubeforge.ordering import is_custom
 
 PHASE_INDEX = {p: i for i, p in enumerate(td.PHASES)}
 
 
 def _plan(rendered, keep_crds=False):
-    return td.plan_teardown(rendered, keep_crds=keep_crds, unrendered=getattr(rendered, "unrendered", ()))
+    return td.plan_teardown(rendered, keep_crds=keep_crds)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -62,7 +63,7 @@ def test_teardown_order_rules_hold_for_every_profile(profile, render_profile):
             want = (td.CRDS if o["kind"] == "CustomResourceDefinition" else
                     td.NAMESPACES if o["kind"] == "Namespace" else
                     td.WEBHOOKS if o["kind"] in td.WEBHOOK_KINDS else
-                    td.CUSTOM_RESOURCES if td.is_custom_resource(o) else td.WORKLOADS)
+                    td.CUSTOM_RESOURCES if is_custom(o) else td.WORKLOADS)
             assert seen.get(ref) == want, f"{ref} of {name}: {seen.get(ref)} != {want}"
 
     # 5. APIServices open a workloads step (an unavailable aggregated API blocks namespace deletion).
@@ -76,6 +77,53 @@ def test_teardown_order_rules_hold_for_every_profile(profile, render_profile):
         cr_step = next((s for s in steps if s.component == name and s.phase == td.CUSTOM_RESOURCES), None)
         for crd in (o for o in rc.objects if o["kind"] == "CustomResourceDefinition"):
             assert cr_step is not None and td.crd_kinds(crd)[0] in cr_step.all_instances_of
+
+
+CONTROLLERS = ("Deployment", "StatefulSet", "DaemonSet")
+CONFIG_AND_RBAC = ("ConfigMap", "Secret", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                   "ClusterRoleBinding")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_inside_a_component_dependents_go_first(profile, render_profile):
+    """Controllers go before the ConfigMaps, Secrets, ServiceAccounts and RBAC they run with (so
+    none runs on without its config), and a custom resource before one it names: a cert-manager
+    Certificate before its Issuer (spec.issuerRef), read here straight from the objects."""
+    rendered = render_profile(profile)
+    steps = _plan(rendered).steps
+    checked = 0
+    for s in steps:
+        kinds = [r.kind for r in s.objects]
+        if s.phase == td.WORKLOADS:
+            ctl = [i for i, k in enumerate(kinds) if k in CONTROLLERS]
+            cfg = [i for i, k in enumerate(kinds) if k in CONFIG_AND_RBAC]
+            if ctl and cfg:
+                checked += 1
+                assert max(ctl) < min(cfg), f"{s.component}: {kinds}"
+        if s.phase == td.CUSTOM_RESOURCES:
+            objs = {td.Ref.of(o): o for o in rendered.components[s.component].objects}
+            pos = {r: i for i, r in enumerate(s.objects)}
+            for ref in s.objects:
+                issuer = (objs[ref].get("spec") or {}).get("issuerRef") if ref.kind == "Certificate" else None
+                if issuer and ref.api_version.startswith("cert-manager.io/"):
+                    named = td.Ref(ref.api_version, issuer.get("kind") or "Issuer", issuer["name"],
+                                   None if issuer.get("kind") == "ClusterIssuer" else ref.namespace)
+                    if named in pos:
+                        checked += 1
+                        assert pos[ref] < pos[named], f"{ref} must go before {named} it names"
+    assert checked, "nothing to check: the property would hold vacuously"
+
+
+@pytest.mark.parametrize("profile", ["dev", "serving"])
+def test_kserve_selfsigned_issuer_goes_after_its_certificates(profile, render_profile):
+    """The case the issue found: KServe's Issuer selfsigned-issuer was deleted before the two
+    Certificates whose issuerRef names it (custom resources tied on rank, reverse alphabetical)."""
+    step = next(s for s in _plan(render_profile(profile)).steps
+                if s.component == "kserve" and s.phase == td.CUSTOM_RESOURCES)
+    names = [str(r) for r in step.objects]
+    issuer = names.index("Issuer kubeflow/selfsigned-issuer")
+    certs = [i for i, n in enumerate(names) if n.startswith("Certificate kubeflow/")]
+    assert len(certs) == 2 and max(certs) < issuer, names
 
 
 def test_custom_resources_of_another_components_crds_go_while_that_controller_runs(render_profile):
@@ -92,7 +140,7 @@ def test_custom_resources_of_another_components_crds_go_while_that_controller_ru
 
 def test_helm_components_without_helm_are_torn_down_by_label(render_profile):
     rendered = render_profile("gpu-operator")
-    if "gpu-operator" not in getattr(rendered, "unrendered", ()):
+    if "gpu-operator" not in rendered.unrendered:
         pytest.skip("helm is on PATH here, so the chart was rendered like any other component")
     steps = [s for s in _plan(rendered).steps if s.component == "gpu-operator"]
     assert [s.phase for s in steps] == [*td.PHASES, td.CRDS]

@@ -129,7 +129,7 @@ def test_analyze_old_render_against_new_profile(training, tmp_path):
     assert not result.ok and result.blockers[0].component == "katib"
     wave = training.components["katib"].wave
     assert [(s["wave"], s["phase"]) for s in result.order] == [
-        (wave, "crds"), (wave, "controllers"), (wave, "custom-resources")]
+        (wave, "crds"), (wave, "workloads"), (wave, "webhooks"), (wave, "custom-resources")]
     assert result.order[0]["components"] == ["katib"] and result.order[0]["objects"] == 3
     others = [c for c in result.components if c.name != "katib"]
     assert all(c.change == "same" and not c.crds for c in others)
@@ -169,3 +169,33 @@ def test_cli_upgrade_dry_run_refuses_with_reason_and_fix(training, tmp_path, cap
 
     data = json.loads(capsys.readouterr().out)
     assert rc == 0 and data["ok"] is True and data["blockers"] == []
+
+
+def test_upgrade_applies_crds_then_webhooks_then_the_custom_resources_they_admit(render_profile):
+    """The apply path of `kubeforge upgrade` (render | kubectl installs), wave by wave against a
+    stand-in API server (no cluster here): every webhook configuration is applied before the
+    custom resources its rules admit, every CRD before the resources of its kind."""
+    from apiserver_standin import ApiServerStandIn
+    from order_facts import assert_webhooks_first, crds_of, webhook_pairs
+
+    from kubeforge.lifecycle.apply import apply_upgrade
+
+    rendered = render_profile("dev")
+    objs = [o for rc in rendered.components.values() for o in rc.objects]
+    cluster = ApiServerStandIn()   # its controllers move while the upgrade waits (its clock and sleep)
+    apply_upgrade(cluster, rendered, list(rendered.plan.components), echo=lambda _: None, wait_s=300,
+                  clock=cluster.clock, sleep=cluster.advance)
+    assert cluster.rejections == []
+    assert len(cluster.applied) == len(objs)
+    pairs = webhook_pairs(objs)
+    assert len(pairs) >= 10
+    assert_webhooks_first(cluster.applied, pairs, "kubeforge upgrade")
+    crds = crds_of(objs)
+    first = {}
+    for i, o in enumerate(cluster.applied):
+        if o["kind"] == "CustomResourceDefinition":
+            first[(o["spec"]["group"], o["spec"]["names"]["kind"])] = i
+    for i, o in enumerate(cluster.applied):
+        key = (o["apiVersion"].rpartition("/")[0], o["kind"])
+        if key in crds:
+            assert first[key] < i, f"{o['kind']} {o['metadata']['name']} applied before its CRD"

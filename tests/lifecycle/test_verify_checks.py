@@ -279,3 +279,47 @@ def test_dcgm_metrics_service_found_in_rendered_objects(training):
     spec.loader.exec_module(mod)
     ns, name = mod.metrics_service(training.components["dcgm-exporter"].objects)
     assert name and ns
+
+
+def test_chart_only_component_gets_readiness_from_health(render_profile, repo_root):
+    """The GPU Operator always renders its Namespace, yet without `helm` none of the chart's
+    objects: `health:` (components/gpu-operator/component.yaml) stands in for them, so the operator
+    Deployment is checked. Run against a stand-in API server (no cluster here)."""
+    import yaml
+    from lifecycle_helpers import InMemoryCluster
+
+    from kubeforge.verify.checks import collect
+    from kubeforge.verify.context import CheckContext
+
+    rendered = render_profile("gpu-operator")
+    if "gpu-operator" not in rendered.unrendered:
+        pytest.skip("helm is on PATH here: the chart renders and its own objects are checked")
+    assert [o["kind"] for o in rendered.components["gpu-operator"].objects if o["kind"] == "Namespace"]
+    health = yaml.safe_load((repo_root / "components" / "gpu-operator" / "component.yaml").read_text())["health"]
+    (ns, name), = [d.split("/") for d in health["deployments"]]
+    check = next(c for c in collect(rendered.plan, rendered) if c.name == "gpu-operator/workloads-available")
+
+    def ctx(cluster):
+        return CheckContext(cluster=cluster, plan=rendered.plan, component="gpu-operator", objects=[], timeout=0.5)
+
+    with pytest.raises(AssertionError, match=f"Deployment {ns}/{name} is missing"):
+        check.fn(ctx(InMemoryCluster([])))
+    up = InMemoryCluster([])
+    up.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+              "spec": {"replicas": 1}})
+    assert check.fn(ctx(up)) == "1 workloads available"
+
+
+def test_health_names_what_the_render_has_where_the_chart_renders(render_profile):
+    """`health:` is only the stand-in for charts not rendered here; for every rendered component it
+    must name objects the render really has, or the stand-in would check something else."""
+    from kubeforge.verify.readiness import health_objects
+
+    for profile in ("full", "serving"):
+        rendered = render_profile(profile)
+        for name, pc in rendered.plan.components.items():
+            have = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
+                    for o in rendered.components[name].objects}
+            for stub in health_objects(pc.component.health or {}):
+                key = (stub["kind"], stub["metadata"].get("namespace"), stub["metadata"]["name"])
+                assert key in have, f"components/{name}/component.yaml health names {key}, which it does not render"

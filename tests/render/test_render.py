@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from shipped_profiles import distinct
 
 from kubeforge.errors import KubeforgeError
 from kubeforge.model import LABEL_COMPONENT, LABEL_PART_OF
@@ -20,7 +21,8 @@ from kubeforge.render import render, selected_sources, write_dir
 from kubeforge.transforms import list_images
 from kubeforge.validate import validate
 
-RENDERABLE = ["base", "dev", "full", "gpu-onprem", "serving", "training"]
+# Without `helm` the GPU Operator's chart cannot render (tested below); one profile per platform.
+RENDERABLE = [p for p in distinct() if p != "gpu-operator"]
 
 
 @pytest.fixture(scope="module")

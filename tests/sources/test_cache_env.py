@@ -13,23 +13,23 @@ import pytest
 KUBEFORGE = str(Path(sys.executable).parent / "kubeforge")
 
 
-def test_cache_variable_naming_a_file_exits_2(run, tmp_path, monkeypatch):
+def test_cache_variable_naming_a_file_exits_2(kubeforge_cli, tmp_path, monkeypatch):
     cache = tmp_path / "cache-is-a-file"
     cache.write_text("not a directory\n")
     monkeypatch.setenv("KUBEFORGE_CACHE", str(cache))
     for argv in (("render", "-p", "base", "-o", str(tmp_path / "out")), ("sync", "-p", "base")):
-        rc, _, err = run(*argv)
+        rc, _, err = kubeforge_cli(*argv)
         assert rc == 2, argv
         assert f"error: {cache}: KUBEFORGE_CACHE: the cache location is a file, not a directory" in err
         assert "fix: point KUBEFORGE_CACHE at a directory you can write" in err and "Traceback" not in err
     assert cache.read_text() == "not a directory\n"
 
 
-def test_cache_below_a_file_exits_2(run, tmp_path, monkeypatch):
+def test_cache_below_a_file_exits_2(kubeforge_cli, tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     monkeypatch.setenv("KUBEFORGE_CACHE", str(blocker / "cache"))
-    rc, _, err = run("sync", "-p", "base")
+    rc, _, err = kubeforge_cli("sync", "-p", "base")
     assert rc == 2 and f"error: {blocker / 'cache'}: KUBEFORGE_CACHE: the cache directory cannot be written" in err
 
 

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+import yaml
 
 from kubeforge.errors import KubeforgeError
 from kubeforge.images import parse_image
@@ -204,6 +205,28 @@ def test_ensure_namespaces_creates_and_labels(upstream):
     # Argo's cluster install ships no Namespace: it is created.
     argo = ensure_namespaces(upstream["argo-workflows"], {"argo": "baseline"})
     assert [o["metadata"]["name"] for o in argo if o["kind"] == "Namespace"] == ["argo"]
+
+
+KFP_NAMESPACE = "github/kubeflow/manifests/26.03/applications/pipeline/upstream/cluster-scoped-resources/namespace.yaml"
+
+
+def test_the_declared_level_wins_over_a_weaker_upstream_one(mirror_dir):
+    """Kubeflow Pipelines ships its namespace with enforce: baseline (and warn: restricted). A
+    component declaring that namespace restricted gets enforce: restricted, not upstream's baseline;
+    upstream's other labels stay. The name is the `$(kfp-cluster-scoped-namespace)` var, which the
+    kustomization resolves to its `namespace: kubeflow` (the build itself needs remote Argo bases)."""
+    ns = yaml.safe_load((mirror_dir / KFP_NAMESPACE).read_text())
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    ns["metadata"]["name"] = "kubeflow"
+    out = ensure_namespaces([ns], {"kubeflow": "restricted"}, file="components/x/component.yaml")
+    labels = _find(out, "Namespace", "kubeflow")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    assert labels["pod-security.kubernetes.io/audit"] == "restricted"
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline", "input untouched"
+    # Declared as strict as upstream: the same level comes out.
+    same = ensure_namespaces([ns], {"kubeflow": "baseline"})
+    assert _find(same, "Namespace", "kubeflow")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
 
 
 def test_ensure_namespaces_never_loosens_upstream(upstream):

@@ -25,8 +25,8 @@ def test_deep_merge_later_wins_and_lists_replace():
 
 
 def test_extends_chain_is_resolved():
-    p = load_profile("full")
-    assert [f.split("/")[-1] for f in p.files] == ["base.yaml", "dev.yaml", "gpu-onprem.yaml", "full.yaml"]
+    p = load_profile("gpu-onprem")
+    assert [f.split("/")[-1] for f in p.files] == ["base.yaml", "dev.yaml", "gpu-onprem.yaml"]
     assert p.gpu.mode == "host"
     assert p.components["kserve"].values == {"deploymentMode": "Knative"}
     assert p.storage.default == "local-path"   # from base
@@ -61,12 +61,24 @@ def test_every_profile_plans_and_formats():
         assert plan_dot(plan).startswith("digraph")
 
 
-def test_full_enables_every_component_that_can_coexist():
+def test_full_enables_every_component_that_can_coexist(repo_root):
+    """README: `full` is every component that can coexist. The expectation comes from the catalog's
+    `conflicts:` data: a component stays out only when it conflicts with one that is in (either
+    way round), and each one that is in is named in profiles/full.yaml itself, not inherited."""
+    import yaml
+
     cat = load_catalog()
     plan = make_plan(load_profile("full"))
-    excluded = set(cat) - set(plan.components)
-    # Only the GPU Operator path (it conflicts with the device-plugin path) stays out.
-    assert excluded == {"gpu-operator"}, excluded
+    enabled = set(plan.components)
+
+    def clash(a: str, b: str) -> bool:
+        return b in cat[a].conflicts or a in cat[b].conflicts
+
+    for name in set(cat) - enabled:
+        assert any(clash(name, other) for other in enabled), f"{name} can coexist with full but is not in it"
+    assert not [(a, b) for a in enabled for b in enabled if clash(a, b)]
+    own = yaml.safe_load((repo_root / "profiles" / "full.yaml").read_text())["components"]
+    assert {n for n, c in own.items() if c.get("enabled")} == enabled
 
 
 def test_profile_schema_is_json_schema():
@@ -110,6 +122,35 @@ def test_bad_gpu_mode(tmp_path):
     with pytest.raises(KubeforgeError) as e:
         load_profile(str(p))
     assert e.value.field == "gpu.mode" and "sometimes" in e.value.message
+
+
+def _layers(tmp_path, middle: str, top: str = "description: the top layer\n"):
+    """base (shipped) <- a.yaml <- b.yaml (sets `middle`) <- c.yaml (sets `top`)."""
+    _write(tmp_path, "a", "extends: base\ngpu: {mode: host}\n")
+    _write(tmp_path, "b", "extends: a\n" + middle)
+    return _write(tmp_path, "c", "extends: b\n" + top)
+
+
+@pytest.mark.parametrize("middle, field", [
+    ("gpu: {sharing: null}\n", "gpu.sharing"),           # null is what fails: that layer set it
+    ("gpu: {mode: sometimes}\n", "gpu.mode"),
+    ("storage: {defualt: nfs}\n", "storage.defualt"),     # unknown field
+    ("kubernetesVersion: null\n", "kubernetesVersion"),
+])
+def test_profile_errors_name_the_layer_that_set_the_failing_field(tmp_path, middle, field):
+    top = _layers(tmp_path, middle)
+    with pytest.raises(KubeforgeError) as e:
+        load_profile(str(top))
+    assert e.value.field == field
+    assert e.value.file.endswith("b.yaml"), e.value.render()
+    assert "b.yaml" in e.value.render()
+
+
+def test_profile_error_names_the_later_layer_when_it_sets_the_field_again(tmp_path):
+    top = _layers(tmp_path, "gpu: {mode: sometimes}\n", "gpu: {mode: never}\n")
+    with pytest.raises(KubeforgeError) as e:
+        load_profile(str(top))
+    assert e.value.file.endswith("c.yaml") and "never" in e.value.message
 
 
 def test_unknown_component(tmp_path):

@@ -387,3 +387,41 @@ def test_latest_image_inside_a_configmap_is_an_error(upstream, find):
     assert f.path == "data" and "in the ConfigMap's data" in f.message
     assert validate([find(upstream("knative-serving"), "ConfigMap", "config-deployment")], "1.34",
                     allowlist=[]).errors == []
+
+
+# --- resources (warning) ----------------------------------------------------------------------------
+
+def _resource_warnings(report):
+    return {(f.kind, f.name, f.path) for f in report.findings if f.rule == "resources"}
+
+
+def test_resources_warning_on_containers_without_requests(upstream, find):
+    """docs/validation.md: a workload container without resources.requests is a warning (the
+    scheduler cannot account for it), never an error. NVIDIA's device plugin DaemonSet ships none."""
+    plugin = find(upstream("device-plugin"), "DaemonSet", "nvidia-device-plugin-daemonset")
+    assert "resources" not in plugin["spec"]["template"]["spec"]["containers"][0]
+    report = validate([plugin], V)
+    assert _resource_warnings(report) == {
+        ("DaemonSet", "nvidia-device-plugin-daemonset", "spec.template.spec.containers[0]")}
+    (f,) = [f for f in report.warnings if f.rule == "resources"]
+    assert f.severity == "warning" and "resources.requests" in f.message and report.ok
+    # With requests it is quiet; limits alone do not count.
+    c = plugin["spec"]["template"]["spec"]["containers"][0]
+    c["resources"] = {"limits": {"memory": "64Mi"}}
+    assert _resource_warnings(validate([plugin], V)) == {
+        ("DaemonSet", "nvidia-device-plugin-daemonset", "spec.template.spec.containers[0]")}
+    c["resources"] = {"requests": {"cpu": "10m", "memory": "32Mi"}}
+    assert _resource_warnings(validate([plugin], V)) == set()
+
+
+def test_resources_warning_paths_for_cronjob_and_pod(upstream, find):
+    """The pod template sits elsewhere in a CronJob and a Pod: the path says where."""
+    pod_spec = copy.deepcopy(find(upstream("device-plugin"), "DaemonSet",
+                                  "nvidia-device-plugin-daemonset")["spec"]["template"]["spec"])
+    cron = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c", "namespace": "ns"},
+            "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": {"spec": {
+                **pod_spec, "restartPolicy": "OnFailure"}}}}}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}, "spec": pod_spec}
+    assert _resource_warnings(validate([cron, pod], V)) == {
+        ("CronJob", "c", "spec.jobTemplate.spec.template.spec.containers[0]"),
+        ("Pod", "p", "spec.containers[0]")}
