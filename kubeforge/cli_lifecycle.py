@@ -1,4 +1,5 @@
-"""CLI: `kubeforge verify`, `kubeforge teardown`, `kubeforge upgrade`. Heavy imports stay inside."""
+"""CLI: `kubeforge verify`, `kubeforge apply`, `kubeforge teardown`, `kubeforge upgrade`. Heavy imports
+stay inside."""
 from __future__ import annotations
 
 import json
@@ -99,6 +100,71 @@ def register(app: typer.Typer) -> None:
             raise CheckFailed(f"{len(out['failures'])} check(s) failed: {', '.join(out['failures'])}",
                               fix="read each failure above; rerun one with --check NAME --keep-on-failure")
 
+    @app.command("apply")
+    def apply_cmd(
+        profile: ProfileOpt,
+        kubeconfig: KubeconfigOpt = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Send every object with dryRun=All: the "
+                                              "server admits or refuses each one, nothing is persisted, "
+                                              "nothing is waited for.")] = False,
+        force_conflicts: Annotated[bool, typer.Option(
+            "--force-conflicts", help="Take over fields another field manager owns (default: report the "
+            "conflict and stop).")] = False,
+        wait: Annotated[float, typer.Option("--wait", help="Seconds each wait may take (CRDs Established, "
+                                            "workloads available, webhooks serving).")] = 300.0,
+        write_lock: Annotated[str | None, typer.Option(
+            "--write-lock", help="Where to record what was installed (the lock `kubeforge upgrade --from` "
+            "reads). Default: ~/.kubeforge/locks/<cluster>/<profile>.lock.json.")] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="JSON summary on stdout (progress goes to "
+                                               "stderr).")] = False,
+        mirror: MirrorOpt = None,
+    ) -> None:
+        """Install or update the profile on a cluster without Pulumi, in one pass: wave by wave; per wave Namespaces and CRDs (wait Established), then workloads (wait available), then webhook configurations (wait caBundle and ready endpoints), then custom resources. Server-side apply, field manager kubeforge. Rerun it to pick up after an interruption: what is applied reports unchanged. Exit 0: applied; 1: an object was refused or a wait ran out; 2: bad input or no usable cluster."""
+        from kubeforge import api
+        from kubeforge.lifecycle import apply as ap
+
+        if wait <= 0:
+            raise KubeforgeError("must be positive", field="--wait", fix="--wait 300")
+        # Everything is rendered, validated and ordered before the cluster is touched.
+        from kubeforge.render import render_key
+        from kubeforge.validate import validate_cached
+
+        rendered = api.render(api.plan(api.load_profile(profile)), mirror=mirror)
+        report, _cached = validate_cached(rendered, render_key(rendered.plan))
+        if report.errors:
+            for f in report.errors:
+                print(f.line(), file=sys.stderr)
+            raise CheckFailed(f"{len(report.errors)} validation error(s) in profile {rendered.plan.profile.name} "
+                              "(listed above): nothing was applied", fix="fix what each line names, then rerun")
+        ap.plan_apply(rendered)
+        from kubeforge.verify.cluster import connect
+
+        cluster = connect(kubeconfig)
+        if ap.detect_installer(cluster, rendered) == "pulumi":
+            raise KubeforgeError(f"profile {rendered.plan.profile.name} on {cluster.server} was installed by "
+                                 "Pulumi (its field manager owns the objects); applying it directly would "
+                                 "fight the stack", field="--profile",
+                                 fix="update it with `kubeforge up -e ENV` (or pulumi up in stacks/platform)")
+        lock = None if dry_run else _lock_path(rendered, cluster.server, write_lock)
+        echo = (lambda s: print(s, file=sys.stderr)) if json_out else print
+        result = ap.Applier(cluster, dry_run=dry_run, force_conflicts=force_conflicts, wait_s=wait,
+                            echo=echo).run(rendered)
+        summary = result.as_dict()
+        if result.ok and not dry_run:
+            summary["lock"] = str(_write_install_lock(rendered, lock))
+        if json_out:
+            _write_json("-", summary)
+        c = result.counts()
+        echo(("dry run: " if dry_run else "") + ", ".join(f"{n} {a}" for a, n in sorted(c.items()))
+             + (f"; lock: {summary['lock']} (pass it to kubeforge upgrade --from)" if summary.get("lock") else ""))
+        if not result.ok:
+            if result.errors and dry_run:
+                raise CheckFailed(f"dry run: {len(result.errors)} object(s) refused by the API server "
+                                  "(listed above)", fix="fix them and rerun; nothing was persisted")
+            raise CheckFailed(f"apply stopped: {result.stopped}",
+                              fix="fix the cause and rerun kubeforge apply: what is applied stays and "
+                                  "reports unchanged")
+
     @app.command("teardown")
     def teardown_cmd(
         profile: ProfileOpt,
@@ -108,7 +174,8 @@ def register(app: typer.Typer) -> None:
                                                 "custom resources outside the platform).")] = False,
         force_finalizers: Annotated[bool, typer.Option(
             "--force-finalizers", help="Remove finalizers of objects still stuck after the wait "
-            "(their controllers' clean-up is skipped).")] = False,
+            "(their controllers' clean-up is skipped); at once where no controller is left to remove them "
+            "(none of their component's workloads runs).")] = False,
         kubeconfig: KubeconfigOpt = None,
         wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for each step's objects to go.")] = 180.0,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -276,6 +343,39 @@ def register(app: typer.Typer) -> None:
                 raise CheckFailed(f"upgraded, but removing {', '.join(removed)} stopped: "
                                   f"{len(rep['stuck'])} object(s) stuck",
                                   fix="see why above, then rerun the upgrade: it removes what is left")
+
+
+def _lock_path(rendered, server: str, dest: str | None) -> Path:
+    """Where `kubeforge apply` records what it installed; its folder made before anything is applied."""
+    import re
+
+    if dest:
+        path = Path(dest)
+    else:
+        where = re.sub(r"[^A-Za-z0-9.-]+", "_", server.split("://", 1)[-1]).strip("_") or "cluster"
+        path = Path.home() / ".kubeforge" / "locks" / where / f"{rendered.plan.profile.name}.lock.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KubeforgeError(f"cannot create the lock's folder: {exc.strerror}", file=str(path.parent),
+                             field="--write-lock", fix="pass --write-lock PATH in a writable directory") from None
+    if path.is_dir():
+        raise KubeforgeError("is a directory, not a lock file", file=str(path), field="--write-lock",
+                             fix="pass a file path, e.g. --write-lock dev.lock.json")
+    return path
+
+
+def _write_install_lock(rendered, path: Path) -> Path:
+    """The lock `kubeforge upgrade --write-lock` writes, for what `kubeforge apply` installed."""
+    from kubeforge.lifecycle.upgrade import lock_of, side_from_rendered
+
+    try:
+        path.write_text(json.dumps(lock_of(side_from_rendered(rendered, "apply")), indent=2) + "\n")
+    except OSError as exc:
+        raise KubeforgeError(f"cannot write the lock: {exc.strerror}", file=str(path), field="--write-lock",
+                             fix="pass --write-lock PATH in a writable directory (the platform is applied; "
+                                 "rerun kubeforge apply to record it)") from None
+    return path
 
 
 def _print_teardown(plan) -> None:

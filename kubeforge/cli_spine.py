@@ -194,9 +194,10 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Render the profile to validated, ordered YAML files (one per component, in apply order)."""
-        from kubeforge.render import render, render_key, write_dir
+        from kubeforge.render import check_out_dir, render, render_key, write_dir
 
         plan = _plan(profile, release)
+        check_out_dir(out)   # before any work: a file in the way is bad input (exit 2)
         _warn(plan)
         say = (lambda s: print(s, file=sys.stderr)) if json_out else print
         t0 = time.perf_counter()
@@ -213,7 +214,7 @@ def register(app: typer.Typer) -> None:
                 raise CheckFailed(f"{len(report.errors)} validation error(s) in profile {plan.profile.name} "
                                   f"(listed above): nothing written to {out}",
                                   fix="fix what each line names, or write anyway with --no-validate")
-        files = write_dir(rendered, out)
+        files = write_dir(rendered, out, use_cache=not no_cache)
         n = sum(len(c.objects) for c in rendered.components.values())
         checked = "not validated" if counts is None else \
             f"validated against Kubernetes {plan.profile.kubernetesVersion}: {counts['warnings']} warning(s)"

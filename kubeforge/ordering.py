@@ -48,9 +48,19 @@ _KIND_RANK = {
 _BUILTIN_RANK = 6
 CUSTOM_RANK = 10  # custom resources last: their CRDs and webhooks exist by then
 
-# Apply phases (upgrade, apply): CRDs, then everything built in, then custom resources.
-CRDS, CONTROLLERS, CUSTOM_RESOURCES = "crds", "controllers", "custom-resources"
-APPLY_PHASES = (CRDS, CONTROLLERS, CUSTOM_RESOURCES)
+# The phases of one install wave (kubeforge apply, an upgrade's apply and its report). Inside a wave
+# the order follows the object edges the Pulumi stack registers (kubeforge.pulumi.graph), so
+# `kubeforge apply` waits where Pulumi waits:
+#   crds              Namespaces and CRDs                                  -> CRDs Established
+#   workloads         what needs nothing of its wave but those             -> workloads available
+#   webhooks          webhook configurations and APIServices (after their backends)
+#                                                                          -> caBundle + endpoints
+#   custom-resources  what the stack orders after a controller, Service or webhook of its wave
+CRDS, WORKLOADS, WEBHOOKS, CUSTOM_RESOURCES = "crds", "workloads", "webhooks", "custom-resources"
+APPLY_PHASES = (CRDS, WORKLOADS, WEBHOOKS, CUSTOM_RESOURCES)
+_FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
+_GATE_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService")
+_SERVING_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Service")
 
 
 def api_group(obj: dict[str, Any]) -> str:
@@ -69,10 +79,20 @@ def kind_rank(obj: dict[str, Any]) -> int:
     return _KIND_RANK.get(obj.get("kind", ""), _BUILTIN_RANK)
 
 
-def apply_phase(obj: dict[str, Any]) -> str:
-    if obj.get("kind") == "CustomResourceDefinition" and not is_custom(obj):
+def apply_phase(obj: dict[str, Any], dep_kinds: list[str] | tuple[str, ...] | None = None) -> str:
+    """The phase of `obj` in its wave. dep_kinds: kinds of the objects of the same wave the stack's
+    graph orders it after (edges to earlier waves are met by their wave's waits); None when the
+    edges are unknown (no plan): then every custom resource waits for its wave's controllers."""
+    kind = obj.get("kind", "")
+    if kind in _FIRST_KINDS and not is_custom(obj):
         return CRDS
-    return CUSTOM_RESOURCES if is_custom(obj) else CONTROLLERS
+    if kind in _GATE_KINDS and not is_custom(obj):
+        return WEBHOOKS
+    if dep_kinds is None:
+        return CUSTOM_RESOURCES if is_custom(obj) else WORKLOADS
+    if any(k in _SERVING_KINDS or k in _GATE_KINDS for k in dep_kinds):
+        return CUSTOM_RESOURCES
+    return WORKLOADS
 
 
 Identity = tuple[str, str, str, str]   # (group, kind, namespace, name); the version does not count

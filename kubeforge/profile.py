@@ -176,6 +176,13 @@ def _load_layers(path: Path, chain: list[Path]) -> tuple[dict[str, Any], list[Pa
         raise KubeforgeError(f"`extends` loop: {loop}", file=_display(path), field="extends",
                              fix="remove one of the extends links so the profiles form a chain")
     data = _read_yaml(path)
+    if not data.get("extends") and "components" not in data:
+        # An empty file, or one with neither, would be a valid profile of defaults only: almost
+        # always a mistake (a file saved empty, a wrong path), so it is refused.
+        raise KubeforgeError("the profile is empty" if not data else
+                             "the profile has neither `extends` nor `components`", file=_display(path),
+                             field="extends", fix="start it with `extends: base` (or dev, full, ...) "
+                             "and/or a `components:` mapping of what it enables")
     parents = data.get("extends") or []
     if isinstance(parents, str):
         parents = [parents]

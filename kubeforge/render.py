@@ -3,10 +3,13 @@ transforms (namespaces with Pod Security labels, GPU scheduling, registry rewrit
 
 Deterministic: the same plan and sources give byte-identical output. Each component's result is
 cached under the hash of everything that went into it, so a warm render reads one pickle per
-component and runs neither kustomize nor the transforms.
+component and runs neither kustomize nor the transforms; `write_dir` reads the YAML text of each
+component from the cache too (component_yaml), so a warm `kubeforge render -o DIR` serialises
+nothing.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -365,9 +368,62 @@ def dump_yaml(objs: list[dict[str, Any]]) -> str:
                          width=1 << 16, explicit_start=True)
 
 
-def write_dir(rendered: Rendered, out: Path) -> list[Path]:
+def component_yaml(objs: list[dict[str, Any]], use_cache: bool = True, private: bool = False) -> str:
+    """dump_yaml(objs), read from the cache when these very objects were serialised before.
+
+    PyYAML's representer is most of a warm render's time, so the text is cached too. Its key is
+    the pickle of the objects (their types, values, key order and shared references: everything
+    the YAML depends on), so an object edited after render() is a miss, never stale text; and the
+    serialiser (this code, PyYAML and libyaml versions). private: the objects carry secret values,
+    so the cached text is the user's only (0600), like the render cache entry they came from."""
+    if not use_cache:
+        return dump_yaml(objs)
+    key = hashlib.sha256(_serializer_id().encode() + pickle.dumps(objs, protocol=5)).hexdigest()
+    path = _cache_dir() / "yaml" / f"{key}.yaml"
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    text = dump_yaml(objs)
+    _write_atomic(path, text.encode("utf-8"), private=private)
+    return text
+
+
+@functools.cache
+def _serializer_id() -> str:
+    import yaml
+
+    libyaml = getattr(getattr(yaml, "_yaml", None), "get_version_string", lambda: "none")()
+    return f"{_code_hash()} pyyaml {yaml.__version__} libyaml {libyaml} {hasattr(yaml, 'CSafeDumper')}\n"
+
+
+def check_out_dir(out: Path) -> None:
+    """The output directory is one, or can be made (nothing in the way); KubeforgeError (exit 2)
+    otherwise. Touches nothing, so it can run before any work."""
+    if out.exists() and not out.is_dir():
+        raise KubeforgeError("is a file, not a directory", file=str(out), field="--out",
+                             fix="pass a directory (it is created if missing), or remove the file")
+    above = out.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise KubeforgeError(f"cannot create the output directory: {above} is a file", file=str(out),
+                             field="--out", fix="pass a directory you can write to")
+
+
+def prepare_out_dir(out: Path) -> None:
+    """The output directory exists (made if missing) and is one; KubeforgeError (exit 2) otherwise."""
+    check_out_dir(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KubeforgeError(f"cannot create the output directory: {exc.strerror}", file=str(out),
+                             field="--out", fix="pass a directory you can write to") from None
+
+
+def write_dir(rendered: Rendered, out: Path, use_cache: bool = True) -> list[Path]:
     """One numbered file per component in apply order; index.json lists every object."""
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out)
     for old in out.glob("[0-9][0-9]-*.yaml"):
         old.unlink()
     written = []
@@ -378,7 +434,8 @@ def write_dir(rendered: Rendered, out: Path) -> list[Path]:
             i += 1
             rc = rendered.components[name]
             path = out / f"{i:02d}-{name}.yaml"
-            _write_atomic(path, dump_yaml(rc.objects).encode(), private=bool(rc.secrets))
+            private = bool(rc.secrets)   # it carries the install's secret values
+            _write_atomic(path, component_yaml(rc.objects, use_cache, private).encode("utf-8"), private=private)
             written.append(path)
             for o in rc.objects:
                 md = o.get("metadata", {})

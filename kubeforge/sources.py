@@ -58,12 +58,38 @@ LOCK_FIX = "run `python -m kubeforge.lockfile --mirror MIRROR` and review the di
 
 
 def cache_root() -> Path:
-    """$KUBEFORGE_CACHE, else $XDG_CACHE_HOME/kubeforge, else ~/.cache/kubeforge."""
+    """$KUBEFORGE_CACHE, else $XDG_CACHE_HOME/kubeforge, else ~/.cache/kubeforge: a directory this
+    process can write (checked once per path); KubeforgeError (exit 2) naming the variable otherwise."""
     env = os.environ.get(ENV_CACHE)
     if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "kubeforge"
+        root, where = Path(env).expanduser(), ENV_CACHE
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "kubeforge"
+        where = "XDG_CACHE_HOME" if xdg else "cache"
+    if root not in _USABLE_ROOTS:
+        _check_cache_root(root, where)
+        _USABLE_ROOTS.add(root)
+    return root
+
+
+_USABLE_ROOTS: set[Path] = set()
+
+
+def _check_cache_root(root: Path, where: str) -> None:
+    import tempfile
+
+    fix = (f"point {ENV_CACHE} at a directory you can write (it is created if missing), or unset it "
+           "to use ~/.cache/kubeforge")
+    if root.exists() and not root.is_dir():
+        raise KubeforgeError("the cache location is a file, not a directory", file=str(root), field=where, fix=fix)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise KubeforgeError(f"the cache directory cannot be written ({exc.strerror})", file=str(root),
+                             field=where, fix=fix) from None
 
 
 def tree_root() -> Path:

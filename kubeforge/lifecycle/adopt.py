@@ -104,12 +104,12 @@ class Adopting:
         self.manager = manager
         self.adopted: list[str] = []
 
-    def apply(self, obj: dict, namespace: str | None = None) -> dict:
+    def apply(self, obj: dict, namespace: str | None = None, **kw: Any) -> dict:
         from kubeforge.lifecycle.upgrade import describe
 
-        if take_over(self._cluster, obj, self.manager):
+        if not kw.get("dry_run") and take_over(self._cluster, obj, self.manager):
             self.adopted.append(describe(obj))
-        return self._cluster.apply(obj, namespace) if namespace else self._cluster.apply(obj)
+        return self._cluster.apply(obj, namespace, **kw) if namespace else self._cluster.apply(obj, **kw)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cluster, name)

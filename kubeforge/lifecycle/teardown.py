@@ -219,14 +219,29 @@ def stuck_detail(obj: dict) -> Stuck:
     return Stuck(str(Ref.of(obj)), fins, detail)
 
 
+# Finalizers the control plane serves (kube-controller-manager, the API server): always running.
+CONTROL_PLANE_FINALIZERS = ("kubernetes", "orphan", "foregroundDeletion")
+_WORKLOAD_APIS = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet"))
+
+
+def control_plane_finalizer(name: str) -> bool:
+    domain = name.split("/", 1)[0]
+    return name in CONTROL_PLANE_FINALIZERS or domain.endswith("kubernetes.io") or domain.endswith("k8s.io")
+
+
 class Executor:
     def __init__(self, cluster: Any, rendered: Any, *, force_finalizers: bool = False,
-                 wait_s: float = 180.0, echo: Any = print):
+                 wait_s: float = 180.0, echo: Any = print, clock: Any = time.monotonic,
+                 sleep: Any = time.sleep):
         self.cluster = cluster
         self.rendered = rendered
         self.force = force_finalizers
         self.wait_s = wait_s
         self.echo = echo
+        self.clock = clock
+        self.sleep = sleep
+        self.rounds = 0          # wait rounds slept, all steps together
+        self._forced_once: set[str] = set()
 
     def resolve(self, step: Step) -> list[Ref]:
         """The step's objects as they are on the cluster now (rendered ones plus live discoveries)."""
@@ -293,11 +308,12 @@ class Executor:
         for r in refs:
             if self.cluster.delete(r.api_version, r.kind, r.name, r.namespace):
                 res.deleted += 1
-        remaining = self._wait_gone(waits, self.wait_s)
+        remaining = self._wait_gone(waits, self.wait_s, res)
         if remaining and self.force:
             for obj in remaining:
                 self._remove_finalizers(obj)
-                res.forced.append(str(Ref.of(obj)))
+                if str(Ref.of(obj)) not in res.forced:
+                    res.forced.append(str(Ref.of(obj)))
             remaining = self._wait_gone([Ref.of(o) for o in remaining], min(60.0, self.wait_s))
         res.stuck = [stuck_detail(o) for o in remaining]
         self.echo(f"{step.component:20} {step.phase:17} deleted {res.deleted}"
@@ -319,20 +335,74 @@ class Executor:
                 out.append(Ref("v1", "PersistentVolume", volume))
         return out
 
-    def _wait_gone(self, refs: list[Ref], bound: float) -> list[dict]:
-        end = time.monotonic() + bound
+    def _wait_gone(self, refs: list[Ref], bound: float, res: StepResult | None = None) -> list[dict]:
+        """Wait up to `bound` for the objects to go. With --force-finalizers (res given), an object
+        held only by finalizers whose controller is gone is forced at once: nobody would ever
+        remove them, so waiting out the bound would change nothing."""
+        end = self.clock() + bound
         while True:
             left = []
             for r in refs:
                 o = self.cluster.get(r.api_version, r.kind, r.name, r.namespace)
                 if o:
                     left.append(dict(o, apiVersion=r.api_version, kind=r.kind))
-            if not left or time.monotonic() > end:
+            if left and self.force and res is not None:
+                running: dict[str, bool] = {}
+                for o in [o for o in left if self._orphaned(o, running)]:
+                    self._remove_finalizers(o)
+                    res.forced.append(str(Ref.of(o)))
+            if not left or self.clock() > end:
                 return left
-            time.sleep(2)
+            self.rounds += 1
+            self.sleep(2)
+
+    def _orphaned(self, obj: dict, running: dict[str, bool]) -> bool:
+        """Being deleted and held only by finalizers of a component none of whose workloads runs
+        (control-plane finalizers always have their controller). A namespace: when what it still
+        holds is held that way."""
+        md = obj.get("metadata", {})
+        if "deletionTimestamp" not in md or str(Ref.of(obj)) in self._forced_once:
+            return False
+        if obj["kind"] == "Namespace":
+            inside = [dict(o, apiVersion=api, kind=kind) for api, kind, namespaced in self.cluster.served_kinds()
+                      if namespaced for o in self.cluster.list(api, kind, md["name"])]
+            held = [o for o in inside if o["metadata"].get("finalizers")]
+            return bool(held) and len(held) == len(inside) and all(self._orphaned(o, running) for o in held)
+        fins = md.get("finalizers") or []
+        if not fins or any(control_plane_finalizer(f) for f in fins):
+            return False
+        owner = self._owner(obj)
+        if owner is None:
+            return False
+        if owner not in running:
+            running[owner] = self._controller_runs(owner)
+        return not running[owner]
+
+    def _owner(self, obj: dict) -> str | None:
+        """The component whose controllers serve the object: its label, else the CRD's component."""
+        comp = ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPONENT)
+        if comp:
+            return comp
+        group, kind = obj["apiVersion"].rpartition("/")[0], obj["kind"]
+        for name, rc in self.rendered.components.items():
+            for o in rc.objects:
+                if o["kind"] == "CustomResourceDefinition" and (o["spec"]["group"], o["spec"]["names"]["kind"]) \
+                        == (group, kind):
+                    return name
+        return None
+
+    def _controller_runs(self, component: str) -> bool:
+        for api, kind in _WORKLOAD_APIS:
+            for w in self.cluster.list(api, kind, label_selector=self._selector(component)):
+                st = w.get("status") or {}
+                if "deletionTimestamp" not in w["metadata"] and \
+                        (st.get("readyReplicas") or st.get("availableReplicas") or st.get("numberReady") or 0) > 0:
+                    return True
+        return False
 
     def _remove_finalizers(self, obj: dict) -> None:
         md = obj["metadata"]
+        self._forced_once.add(str(Ref.of(obj)))
         self.cluster.patch(obj["apiVersion"], obj["kind"], md["name"], md.get("namespace"),
                            {"metadata": {"finalizers": None}})
         if obj["kind"] == "Namespace":

@@ -263,8 +263,15 @@ def compat_gates(plan: Any) -> list[Blocker]:
 
 # -- order --------------------------------------------------------------------------------
 def upgrade_order(new: Side, changed: list[str]) -> list[dict[str, Any]]:
+    """The waves and phases the upgrade applies: those of kubeforge apply (lifecycle/apply.py,
+    from the stack graph) when the new side is a render; by kind alone otherwise."""
     from kubeforge.ordering import APPLY_PHASES, apply_phase
 
+    if getattr(new, "rendered", None) is not None:
+        from kubeforge.lifecycle.apply import plan_apply
+
+        return [{"wave": wp.wave, "phase": phase, "components": wp.components, "objects": len(wp.phases[phase])}
+                for wp in plan_apply(new.rendered, changed) for phase in APPLY_PHASES]
     steps = []
     waves = new.plan.waves if new.plan is not None else [sorted(new.versions)]
     for i, wave in enumerate(waves):

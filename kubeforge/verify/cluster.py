@@ -14,6 +14,26 @@ from typing import Any
 from kubeforge.errors import KubeforgeError
 
 DEFAULT_KUBECONFIG = "~/.kube/config"
+FIELD_MANAGER = "kubeforge"   # the one field manager of everything kubeforge applies
+
+
+class ApiRejected(Exception):
+    """The API server refused one request: its status code, reason and message, as it said them."""
+
+    def __init__(self, status: int, reason: str, message: str):
+        super().__init__(f"{status} {reason}: {message}")
+        self.status, self.reason, self.message = status, reason, message
+
+    @classmethod
+    def of(cls, exc: Any) -> ApiRejected:
+        import json
+
+        message = str(getattr(exc, "body", "") or exc)
+        try:
+            message = json.loads(message).get("message") or message
+        except (ValueError, AttributeError):
+            pass
+        return cls(int(getattr(exc, "status", 0) or 0), str(getattr(exc, "reason", "") or ""), message)
 
 
 def kubeconfig_path(explicit: str | None = None) -> Path:
@@ -126,13 +146,27 @@ class Cluster:
             kw["query_params"] = [("dryRun", "All")]
         return res.create(**kw).to_dict()
 
-    def apply(self, obj: dict, namespace: str | None = None) -> dict:
-        """Server-side apply (field manager kubeforge)."""
-        res = self._require(obj)
+    def apply(self, obj: dict, namespace: str | None = None, *, force: bool = False,
+              dry_run: bool = False) -> dict:
+        """Server-side apply as field manager `kubeforge`; the object as the server stored it (or,
+        with dry_run, would store it: dryRun=All persists nothing). Conflicts with another field
+        manager are refused unless force. ApiRejected when the server refuses it."""
+        from kubernetes.client.exceptions import ApiException
+
         md = obj.get("metadata", {})
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        if res is None:
+            raise ApiRejected(404, "NotFound", f'no matches for kind "{obj["kind"]}" in version '
+                              f'"{obj["apiVersion"]}" (the cluster does not serve it)')
         ns = namespace or md.get("namespace")
-        return res.server_side_apply(body=obj, name=md["name"], namespace=ns if res.namespaced else None,
-                                     field_manager="kubeforge", force_conflicts=True).to_dict()
+        kw: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
+        if dry_run:
+            kw["dry_run"] = "All"
+        try:
+            return res.server_side_apply(body=obj, name=md["name"], namespace=ns if res.namespaced else None,
+                                         **kw).to_dict()
+        except ApiException as exc:
+            raise ApiRejected.of(exc) from None
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
                propagation: str = "Background") -> bool:
@@ -226,6 +260,8 @@ def connect(kubeconfig: str | None = None, timeout: float = 10.0) -> Cluster:
                              ) from None
     api.configuration.retries = 0
     server = api.configuration.host
+    if api.configuration.verify_ssl is False and server.startswith("https:"):
+        _warn_insecure(path, server)
     try:
         client.VersionApi(api).get_code(_request_timeout=timeout)
     except client.exceptions.ApiException as exc:
@@ -243,6 +279,24 @@ def connect(kubeconfig: str | None = None, timeout: float = 10.0) -> Cluster:
             fix="check that the API server is up and reachable from here (kubectl version), "
                 "or pass the right --kubeconfig") from None
     return Cluster(api, path, server)
+
+
+_WARNED_INSECURE: set[str] = set()
+
+
+def _warn_insecure(path: Path, server: str) -> None:
+    """One line for a kubeconfig with insecure-skip-tls-verify, instead of urllib3's
+    InsecureRequestWarning on every request (hundreds of lines in a verify or a teardown)."""
+    import sys
+    import warnings
+
+    import urllib3
+
+    warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    if str(path) not in _WARNED_INSECURE:
+        _WARNED_INSECURE.add(str(path))
+        print(f"warning: {path}: insecure-skip-tls-verify is set: the API server at {server} is used "
+              "without checking its TLS certificate", file=sys.stderr)
 
 
 # Kinds that tell whether a component is on the cluster (cheap to list, always labelled by render).

@@ -25,7 +25,8 @@ class NotYet(Exception):
 
 class CheckContext:
     def __init__(self, *, cluster: Any, plan: Any, component: str, objects: list[dict],
-                 timeout: float, keep_on_failure: bool = False, cancel: threading.Event | None = None):
+                 timeout: float, keep_on_failure: bool = False, cancel: threading.Event | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] | None = None):
         self.cluster = cluster
         self.plan = plan
         self.profile = plan.profile
@@ -35,16 +36,25 @@ class CheckContext:
         self.values: dict[str, Any] = dict(planned.values) if planned else {}
         self.registry: str | None = getattr(plan.profile, "registry", None)
         self.keep_on_failure = keep_on_failure
-        self.deadline = time.monotonic() + timeout
+        # clock/sleep: time.monotonic and the cancel event by default; an in-process stand-in
+        # cluster passes its own, so its controllers advance while a wait sleeps.
+        self.clock = clock
+        self._sleep = sleep
+        self.deadline = clock() + timeout
         self.cancel = cancel or threading.Event()
         self.kept: list[str] = []           # namespaces kept for inspection after a failure
 
     # -- time ------------------------------------------------------------------------------
     def remaining(self) -> float:
-        return max(0.0, self.deadline - time.monotonic())
+        return max(0.0, self.deadline - self.clock())
 
     def sleep(self, seconds: float) -> None:
-        if self.cancel.wait(min(seconds, self.remaining())):
+        if self._sleep is not None:
+            self._sleep(min(seconds, self.remaining()))
+            cancelled = self.cancel.is_set()
+        else:
+            cancelled = self.cancel.wait(min(seconds, self.remaining()))
+        if cancelled:
             raise CheckError("cancelled (the check ran out of time)")
 
     def fail(self, message: str) -> None:
@@ -53,7 +63,7 @@ class CheckContext:
     def wait(self, what: str, probe: Callable[[], Any], timeout: float | None = None,
              interval: float = 3.0) -> Any:
         """Poll probe() until it returns something truthy; it may raise NotYet(detail)."""
-        end = time.monotonic() + min(timeout if timeout is not None else 1e9, self.remaining())
+        end = self.clock() + min(timeout if timeout is not None else 1e9, self.remaining())
         detail = ""
         while True:
             try:
@@ -62,18 +72,19 @@ class CheckContext:
                     return got
             except NotYet as exc:
                 detail = str(exc)
-            if time.monotonic() + interval > end:
+            if self.clock() + interval > end:
                 raise CheckError(f"timed out waiting for {what}" + (f": {detail}" if detail else ""))
             self.sleep(interval)
 
-    def wait_clean(self, what: str, problems: Callable[[], list[str]], timeout: float | None = None) -> None:
+    def wait_clean(self, what: str, problems: Callable[[], list[str]], timeout: float | None = None,
+                   interval: float = 3.0) -> None:
         """Wait until problems() is empty; fail with the last problems seen."""
         def probe() -> bool:
             found = problems()
             if found:
                 raise NotYet("; ".join(found))
             return True
-        self.wait(what, probe, timeout)
+        self.wait(what, probe, timeout, interval)
 
     # -- images ----------------------------------------------------------------------------
     def image(self, key_or_ref: str) -> str:

@@ -93,6 +93,17 @@ def webhook_problems(kind: str, name: str, live: dict | None,
     return out
 
 
+def apiservice_problems(name: str, live: dict | None) -> list[str]:
+    """An aggregated API is Available (its backend answers the API server)."""
+    if live is None:
+        return [f"APIService {name} is missing"]
+    c = _conditions(live).get("Available")
+    if not c or c.get("status") != "True":
+        why = f" ({c.get('reason')}: {c.get('message')})" if c else ""
+        return [f"APIService {name} is not Available{why}"]
+    return []
+
+
 def ready_endpoint_count(slices: list[dict]) -> int:
     n = 0
     for s in slices:
@@ -100,6 +111,41 @@ def ready_endpoint_count(slices: list[dict]) -> int:
             if (ep.get("conditions") or {}).get("ready", True) is not False:
                 n += len(ep.get("addresses") or [])
     return n
+
+
+# -- the same judgements, read from a cluster (verify's checks and kubeforge apply's waits) -----
+def live_workload_problems(cluster: Any, kind: str, namespace: str | None, name: str,
+                           why: bool = False) -> list[str]:
+    """workload_problems of the live object; why=True adds the first unready pod's waiting reason."""
+    live = cluster.get("apps/v1", kind, name, namespace)
+    out = workload_problems(kind, f"{namespace}/{name}", live)
+    if out and why and live:
+        from kubeforge.verify.context import _waiting_reason
+
+        labels = ((live.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        sel = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        pods = cluster.list("v1", "Pod", namespace, label_selector=sel) if sel else []
+        unready = [p for p in pods if not _pod_ready(p)]
+        if unready:
+            out = [f"{out[0]} (pod {unready[0]['metadata']['name']}: {_waiting_reason(unready[0])})", *out[1:]]
+        elif not pods:
+            out = [f"{out[0]} (no pod yet)", *out[1:]]
+    return out
+
+
+def _pod_ready(pod: dict) -> bool:
+    return _conditions(pod).get("Ready", {}).get("status") == "True"
+
+
+def live_webhook_problems(cluster: Any, kind: str, name: str) -> list[str]:
+    """webhook_problems of the live configuration, with its Services' ready endpoints."""
+    live = cluster.get("admissionregistration.k8s.io/v1", kind, name)
+    eps = {}
+    for _wh, ns, svc in webhook_services(live or {}):
+        slices = cluster.list("discovery.k8s.io/v1", "EndpointSlice", ns,
+                              label_selector=f"kubernetes.io/service-name={svc}")
+        eps[(ns, svc)] = ready_endpoint_count(slices)
+    return webhook_problems(kind, name, live, eps)
 
 
 def restart_counts(pods: list[dict]) -> dict[str, int]:
@@ -241,29 +287,14 @@ def _check_crds(ctx: Any, names: list[str]) -> str:
 
 
 def _check_workloads(ctx: Any, workloads: list[tuple[str, str | None, str]]) -> str:
-    def probe() -> list[str]:
-        out = []
-        for kind, ns, name in workloads:
-            live = ctx.cluster.get("apps/v1", kind, name, ns)
-            out += workload_problems(kind, f"{ns}/{name}", live)
-        return out
-    ctx.wait_clean("workloads available", probe)
+    ctx.wait_clean("workloads available", lambda: [
+        p for kind, ns, name in workloads for p in live_workload_problems(ctx.cluster, kind, ns, name)])
     return f"{len(workloads)} workloads available"
 
 
 def _check_webhooks(ctx: Any, hooks: list[tuple[str, str]]) -> str:
-    def probe() -> list[str]:
-        out = []
-        for kind, name in hooks:
-            live = ctx.cluster.get("admissionregistration.k8s.io/v1", kind, name)
-            eps = {}
-            for _wh, ns, svc in webhook_services(live or {}):
-                slices = ctx.cluster.list("discovery.k8s.io/v1", "EndpointSlice", ns,
-                                          label_selector=f"kubernetes.io/service-name={svc}")
-                eps[(ns, svc)] = ready_endpoint_count(slices)
-            out += webhook_problems(kind, name, live, eps)
-        return out
-    ctx.wait_clean("webhook configurations ready", probe)
+    ctx.wait_clean("webhook configurations ready", lambda: [
+        p for kind, name in hooks for p in live_webhook_problems(ctx.cluster, kind, name)])
     return f"{len(hooks)} webhook configurations ready"
 
 

@@ -16,7 +16,8 @@ What it models, after the API server's documented behaviour
 - immutable workload selectors; CRDs: a version in status.storedVersions cannot leave
   spec.versions, the storage version joins storedVersions; custom resources are served only while
   their CRD serves their version;
-- controllers, as far as the gates look: a CRD becomes Established, a workload available.
+- controllers, as far as the gates look: a CRD becomes Established, a workload available, a
+  webhook configuration gets its caBundle, a Service's EndpointSlice lists a ready endpoint.
 
 Simplifications, named: lists of maps are keyed by `name` when every item has one, other lists are
 atomic (the real server keys some by other fields, e.g. containerPort); no defaulting, no
@@ -196,6 +197,10 @@ class ApiStandIn:
         if not self.served(api_version, kind):
             return []
         want = dict(kv.split("=", 1) for kv in label_selector.split(",")) if label_selector else {}
+        if kind == "EndpointSlice":   # every Service's pods are ready (as the workloads are available)
+            svc = want.get("kubernetes.io/service-name")
+            return [{"endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": True}}]}] \
+                if ("", "Service", namespace or "", svc) in self.store else []
         group = api_version.rpartition("/")[0]
         out = []
         for (g, k, ns, _), o in self.store.items():
@@ -205,8 +210,9 @@ class ApiStandIn:
                 out.append(dict(copy.deepcopy(o), apiVersion=api_version))
         return out
 
-    def apply(self, obj, namespace=None, manager="kubeforge", force=True):
+    def apply(self, obj, namespace=None, manager="kubeforge", force=True, dry_run=False):
         """Server-side apply (kubeforge's Cluster.apply: field manager kubeforge, force)."""
+        assert not dry_run, "this stand-in does not model dryRun=All (apiserver_standin.py does)"
         return self._apply(obj, manager, force)
 
     def forget(self, api_version, kind):
@@ -352,6 +358,13 @@ class ApiStandIn:
                       conditions=[{"type": "Available", "status": "True"}])
         elif o["kind"] == "DaemonSet":
             st.update(observedGeneration=gen, desiredNumberScheduled=1, numberAvailable=1, updatedNumberScheduled=1)
+        elif o["kind"] in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            for wh in o.get("webhooks") or []:   # the CA injector / the webhook's own controller
+                cc = wh.get("clientConfig") or {}
+                if cc.get("service") and not cc.get("caBundle"):
+                    cc["caBundle"] = "c3RhbmRpbi1jYQ=="
+            if not st:
+                o.pop("status")
         else:
             if not st:
                 o.pop("status")

@@ -129,7 +129,7 @@ def test_analyze_old_render_against_new_profile(training, tmp_path):
     assert not result.ok and result.blockers[0].component == "katib"
     wave = training.components["katib"].wave
     assert [(s["wave"], s["phase"]) for s in result.order] == [
-        (wave, "crds"), (wave, "controllers"), (wave, "custom-resources")]
+        (wave, "crds"), (wave, "workloads"), (wave, "webhooks"), (wave, "custom-resources")]
     assert result.order[0]["components"] == ["katib"] and result.order[0]["objects"] == 3
     others = [c for c in result.components if c.name != "katib"]
     assert all(c.change == "same" and not c.crds for c in others)
@@ -175,15 +175,17 @@ def test_upgrade_applies_crds_then_webhooks_then_the_custom_resources_they_admit
     """The apply path of `kubeforge upgrade` (render | kubectl installs), wave by wave against a
     stand-in API server (no cluster here): every webhook configuration is applied before the
     custom resources its rules admit, every CRD before the resources of its kind."""
-    from lifecycle_helpers import InMemoryCluster
+    from apiserver_standin import ApiServerStandIn
     from order_facts import assert_webhooks_first, crds_of, webhook_pairs
 
     from kubeforge.lifecycle.apply import apply_upgrade
 
     rendered = render_profile("dev")
     objs = [o for rc in rendered.components.values() for o in rc.objects]
-    cluster = InMemoryCluster([])
-    apply_upgrade(cluster, rendered, list(rendered.plan.components), echo=lambda _: None, wait_s=5)
+    cluster = ApiServerStandIn()   # its controllers move while the upgrade waits (its clock and sleep)
+    apply_upgrade(cluster, rendered, list(rendered.plan.components), echo=lambda _: None, wait_s=300,
+                  clock=cluster.clock, sleep=cluster.advance)
+    assert cluster.rejections == []
     assert len(cluster.applied) == len(objs)
     pairs = webhook_pairs(objs)
     assert len(pairs) >= 10

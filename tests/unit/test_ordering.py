@@ -56,7 +56,7 @@ def test_builtin_groups_are_those_kubernetes_serves():
 def test_builtin_kinds_are_not_custom(api, kind):
     obj = {"apiVersion": api, "kind": kind}
     assert not is_custom(obj) and kind_rank(obj) < CUSTOM_RANK
-    assert apply_phase(obj) == ("crds" if kind == "CustomResourceDefinition" else "controllers")
+    assert apply_phase(obj) == {"CustomResourceDefinition": "crds", "APIService": "webhooks"}.get(kind, "workloads")
 
 
 @pytest.mark.parametrize("api, kind", [
@@ -71,8 +71,20 @@ def test_crd_groups_are_custom(api, kind):
     assert is_custom(obj) and kind_rank(obj) == CUSTOM_RANK and apply_phase(obj) == "custom-resources"
 
 
-def test_apply_phases_are_crds_controllers_custom_resources():
-    assert APPLY_PHASES == ("crds", "controllers", "custom-resources")
+def test_apply_phases_are_crds_workloads_webhooks_custom_resources():
+    assert APPLY_PHASES == ("crds", "workloads", "webhooks", "custom-resources")
+
+
+def test_the_phase_follows_the_edges_of_the_wave():
+    """With the stack graph's edges known: a custom resource of a CRD applied in an earlier wave
+    (KServe's cert-manager Certificate, which its controller mounts) goes with the workloads; one
+    the graph orders after a controller, Service or webhook of its wave, last."""
+    cert = {"apiVersion": "cert-manager.io/v1", "kind": "Certificate"}
+    assert apply_phase(cert, []) == "workloads" and apply_phase(cert, ["Namespace"]) == "workloads"
+    for kind in ("Deployment", "Service", "ValidatingWebhookConfiguration"):
+        assert apply_phase(cert, ["CustomResourceDefinition", kind]) == "custom-resources"
+    hook = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration"}
+    assert apply_phase(hook, ["Deployment", "Service"]) == "webhooks"
 
 
 def _obj(api, kind, name, ns=None, **spec):
