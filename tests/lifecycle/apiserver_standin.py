@@ -593,6 +593,7 @@ class ApiServerStandIn:
             elif key[0] == "apps/v1" and key[1] in WORKLOADS:
                 changed |= self._roll(key, o)
         changed |= self._inject_ca_bundles()
+        changed |= self._mark_api_services()
         changed |= self._issue_certificates()
         changed |= self._publish_istio_root_cert()
         changed |= self._finalize()
@@ -649,6 +650,20 @@ class ApiServerStandIn:
                     path = ("webhooks", ("name", wh["name"]), "clientConfig", "caBundle")
                     self._controller_write(key, path, "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t", "ca-injector")
                     changed = True
+        return changed
+
+    def _mark_api_services(self) -> bool:
+        """kube-aggregator's availability controller: an APIService backed by a Service is
+        Available once that Service has ready endpoints (a local one, no service, always is)."""
+        changed = False
+        for key, o in list(self.store.items()):
+            if key[1] != "APIService" or "deletionTimestamp" in o["metadata"]:
+                continue
+            svc = (o.get("spec") or {}).get("service")
+            up = svc is None or bool(self._ready_endpoints(svc.get("namespace"), svc.get("name")))
+            changed |= self._set_status(key, {"conditions": [
+                {"type": "Available", "status": "True" if up else "False",
+                 "reason": "Passed" if up else "MissingEndpoints"}]})
         return changed
 
     def _issue_certificates(self) -> bool:
