@@ -73,6 +73,99 @@ class Cluster(_Strict):
         return group in self.apis or (bool(kind) and f"{group}/{kind}" in self.apis)
 
 
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _email(v: str) -> str:
+    if not _EMAIL.fullmatch(v):
+        raise ValueError(f"{v!r} is not an e-mail address (the identity Dex and the profile controller use)")
+    return v.lower()
+
+
+class StaticUser(_Strict):
+    """A Dex static user. Its password is a per-install secret (`kubeforge secrets get`), never here."""
+
+    email: str
+    name: str = Field("", description="Display name; the e-mail's local part when empty.")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        return _email(v)
+
+
+class ExternalOIDC(_Strict):
+    """An external OpenID Connect provider that Dex federates to (its client secret is a per-install
+    secret set with `kubeforge secrets set`, never in the profile)."""
+
+    issuer: str = Field(description="The provider's issuer URL, e.g. https://login.example.com")
+    clientID: str
+    name: str = Field("External", description="The button label on Dex's login page.")
+
+
+class Auth(_Strict):
+    provider: Literal["dex"] = Field("dex", description="Dex in the cluster (static users and/or an "
+                                     "external OIDC connector) behind oauth2-proxy.")
+    issuer: str = Field("http://dex.auth.svc.cluster.local:5556/dex", description=(
+        "The OIDC issuer oauth2-proxy and Istio trust; Dex's in-cluster URL by default."))
+    staticUsers: list[StaticUser] = Field(default_factory=list)
+    externalOIDC: ExternalOIDC | None = None
+
+
+class Tenant(_Strict):
+    """A team: a Kubeflow Profile (its namespace), an owner and contributors."""
+
+    name: str = Field(description="The Profile and its namespace, a DNS-1123 label.")
+    owner: str = Field(description="The owner's e-mail (the profile controller's owner annotation).")
+    contributors: list[str] = Field(default_factory=list, description="E-mails with edit access.")
+    resourceQuota: dict[str, Any] | None = Field(None, description="A ResourceQuotaSpec, e.g. "
+                                                 "{hard: {cpu: '8', requests.nvidia.com/gpu: '1'}}")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if len(v) > 63 or not _DNS_LABEL.fullmatch(v):
+            raise ValueError(f"{v!r} is not a DNS-1123 label (lower-case letters, digits and '-', at most 63)")
+        return v
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str) -> str:
+        return _email(v)
+
+    @field_validator("contributors")
+    @classmethod
+    def _contributors(cls, v: list[str]) -> list[str]:
+        return [_email(x) for x in v]
+
+
+class Kubeflow(_Strict):
+    """Who logs in to the Kubeflow user layer and which teams exist (docs/kubeflow.md)."""
+
+    auth: Auth = Auth()
+    tenants: list[Tenant] = Field(default_factory=list)
+
+    @field_validator("tenants")
+    @classmethod
+    def _unique(cls, v: list[Tenant]) -> list[Tenant]:
+        seen: set[str] = set()
+        for t in v:
+            if t.name in seen:
+                raise ValueError(f"tenant {t.name!r} is declared twice")
+            seen.add(t.name)
+        return v
+
+    def users(self) -> list[str]:
+        """Every e-mail the tenants name, owners first, in declaration order."""
+        out: list[str] = []
+        for t in self.tenants:
+            for e in [t.owner, *t.contributors]:
+                if e not in out:
+                    out.append(e)
+        return out
+
+
 class ComponentSettings(_Strict):
     enabled: bool = True
     values: dict[str, Any] = Field(default_factory=dict)
@@ -90,6 +183,7 @@ class Profile(_Strict):
                                  "registry (air-gap), e.g. registry.example.com:5000/mirror")
     mirror: str | None = Field(None, description="Sources mirror: a directory or http(s) URL laid out "
                                "github/<owner>/<repo>/<ref>/<path>")
+    kubeflow: Kubeflow = Kubeflow()
     components: dict[str, ComponentSettings] = Field(default_factory=dict)
     # Where the profile came from (files in extends order), for messages.
     files: list[str] = Field(default_factory=list, exclude=True)
