@@ -229,6 +229,32 @@ class Cluster:
         data = raw.data.decode(errors="replace") if hasattr(raw, "data") else str(raw)
         return ProxyResponse(status, dict(got or {}), data)
 
+    def service_account_token(self, namespace: str, name: str, seconds: int = 600,
+                              audiences: list[str] | None = None) -> str:
+        """A short-lived token of a ServiceAccount (the TokenRequest API, as `kubectl create token`);
+        audiences default to the API server's own."""
+        from kubernetes import client
+
+        spec: dict[str, Any] = {"expirationSeconds": seconds}
+        if audiences:
+            spec["audiences"] = audiences
+        got = client.CoreV1Api(self.api).create_namespaced_service_account_token(
+            name, namespace, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
+        return got.status.token
+
+    def pod_dialer(self, namespace: str, pod: str, port: int) -> Any:
+        """dial() -> a socket connected to the pod's port through the API server (a port-forward,
+        one per call, like `kubectl port-forward`)."""
+        from kubernetes import client
+        from kubernetes.stream import portforward
+
+        core = client.CoreV1Api(self.api)
+
+        def dial() -> Any:
+            pf = portforward(core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port))
+            return pf.socket(port)
+        return dial
+
     def served_kinds(self) -> list[tuple[str, str, bool]]:
         """(apiVersion, kind, namespaced) of every listable resource the server serves."""
         out = []
