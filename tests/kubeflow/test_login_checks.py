@@ -1,0 +1,318 @@
+"""The kubeflow-auth conformance checks (dex-login, anonymous-denied, tenant-matrix), run for real
+against the loopback STAND-IN of login_standin.py, which is configured from the real `kubeflow`
+render (kubeflow-auth's Dex and oauth2-proxy objects, Istio's ingress gateway, kubeflow-roles)
+and kubeflow/manifests' own web-app VirtualServices and ClusterRoles. Each check passes on the
+honest stand-in and fails, naming what broke, on a planted bug.
+"""
+from __future__ import annotations
+
+import copy
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+from login_standin import K8S_ISSUER, ApiServer, Gateway, Server
+
+from kubeforge.secrets import store_for
+from kubeforge.verify.checks import collect, load_checks_file
+from kubeforge.verify.context import CheckContext, CheckError
+
+REPO = Path(__file__).resolve().parents[2]
+APPS = "github/kubeflow/manifests/26.03/applications"
+APP_VIRTUAL_SERVICES = [f"{APPS}/{p}/upstream/overlays/istio/virtual-service.yaml" for p in
+                        ("jupyter/jupyter-web-app", "volumes-web-app", "tensorboard/tensorboards-web-app",
+                         "centraldashboard")]
+APP_CLUSTER_ROLES = [f"{APPS}/{p}" for p in (
+    "jupyter/jupyter-web-app/upstream/base/cluster-role.yaml",
+    "jupyter/notebook-controller/upstream/rbac/user_cluster_roles.yaml",
+    "volumes-web-app/upstream/base/cluster-role.yaml",
+    "tensorboard/tensorboards-web-app/upstream/base/cluster-role.yaml")]
+# The web apps these checks probe; the kubeflow profile enables them once their components join
+# it (kf-profiles, kf-apps). Until then the test plan adds them by name (all the checks read).
+LAYER_APPS = ("central-dashboard", "notebooks", "volumes", "tensorboards")
+
+
+def _yaml_docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+@pytest.fixture(scope="module")
+def kubeflow(render_profile):
+    return render_profile("kubeflow")
+
+
+@pytest.fixture(scope="module")
+def checks():
+    return {meta["name"]: fn for fn, meta in
+            load_checks_file(REPO / "components/kubeflow-auth/checks.py", "kubeflow-auth")}
+
+
+@pytest.fixture(scope="module")
+def mirror_objects(mirror_dir):
+    vss = [d for p in APP_VIRTUAL_SERVICES for d in _yaml_docs(mirror_dir / p)]
+    roles = [d for p in APP_CLUSTER_ROLES for d in _yaml_docs(mirror_dir / p) if d["kind"] == "ClusterRole"]
+    return vss, roles
+
+
+class StandinCluster:
+    """What the checks ask the API server, answered from the stand-in: the ingress gateway's pod
+    (from the real Istio Deployment's template) and Service, a port-forward to it (a loopback
+    connection to the stand-in gateway), TokenRequests and ServiceAccounts."""
+
+    def __init__(self, rendered, apiserver: ApiServer, server: Server):
+        istio = rendered.components["istio"].objects
+        dep = next(o for o in istio if o["kind"] == "Deployment" and o["metadata"]["name"] == "istio-ingressgateway")
+        self.services = [o for o in istio if o["kind"] == "Service"]
+        tpl = dep["spec"]["template"]
+        self.pod = {"apiVersion": "v1", "kind": "Pod", "spec": tpl["spec"],
+                    "metadata": {"name": "istio-ingressgateway-5d8f9c-x2x7q", "namespace": dep["metadata"]["namespace"],
+                                 "labels": dict(tpl["metadata"]["labels"])},
+                    "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+        self.api = apiserver
+        self.server = server
+        self.dialed: list[tuple[str, str, int]] = []
+
+    def list(self, api_version, kind, namespace=None, label_selector=None):
+        items = {"Pod": [self.pod], "Service": self.services}.get(kind, [])
+        if namespace:
+            items = [o for o in items if o["metadata"].get("namespace") == namespace]
+        for term in filter(None, (label_selector or "").split(",")):
+            k, _, v = term.partition("=")
+            items = [o for o in items if (o["metadata"].get("labels") or {}).get(k) == v]
+        return copy.deepcopy(items)
+
+    def pod_dialer(self, namespace, pod, port):
+        self.dialed.append((namespace, pod, port))
+        assert (namespace, pod, port) == (self.pod["metadata"]["namespace"], self.pod["metadata"]["name"], 8080), \
+            "the gateway listens on the pod's 8080 (Service port 80 -> targetPort 8080)"
+        return self.server.dial
+
+    def service_account_token(self, namespace, name, seconds=600, audiences=None):
+        return self.api.token(namespace, name, seconds)
+
+    def get(self, api_version, kind, name, namespace=None):
+        if kind == "ServiceAccount" and (namespace, name) in self.api.service_accounts:
+            return {"metadata": {"name": name, "namespace": namespace}}
+        return None
+
+    def create(self, obj, namespace=None):
+        md = obj["metadata"]
+        if obj["kind"] == "Namespace":
+            self.api.namespaces.add(md["name"])
+        elif obj["kind"] == "ServiceAccount":
+            self.api.service_accounts.add((namespace or md["namespace"], md["name"]))
+        return obj
+
+    def delete(self, api_version, kind, name, namespace=None, propagation="Background"):
+        if kind == "Namespace":
+            self.api.namespaces.discard(name)
+            self.api.service_accounts = {s for s in self.api.service_accounts if s[0] != name}
+        return True
+
+
+class Clock:
+    """The checks' waits run on this clock: a sleep advances it, so a failing wait ends at once."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += max(s, 0.001)
+
+
+@pytest.fixture
+def standin(kubeflow, mirror_objects):
+    """standin(bugs=(), issuer=..., tenants=None, apps=LAYER_APPS, password_of=None) -> (run, cluster)
+    where run(check_name) runs that check against the stand-in and returns its note."""
+    made = []
+
+    def make(bugs=(), issuer=K8S_ISSUER, tenants=None, apps=LAYER_APPS):
+        vss, app_roles = mirror_objects
+        roles = [o for n in ("kubeflow-roles", "kubeflow-auth") for o in kubeflow.components[n].objects
+                 if o["kind"] == "ClusterRole"] + app_roles
+        apiserver = ApiServer(roles, issuer=issuer)
+        profile = kubeflow.plan.profile
+        if tenants is not None:
+            profile = profile.model_copy(update={"kubeflow": profile.kubeflow.model_copy(
+                update={"tenants": profile.kubeflow.tenants[:tenants]})})
+        for t in profile.kubeflow.tenants:
+            apiserver.add_tenant(t.name, t.owner)
+        gw = Gateway(kubeflow.components["kubeflow-auth"].objects, vss, apiserver, set(bugs))
+        server = Server(gw)
+        made.append(server)
+        cluster = StandinCluster(kubeflow, apiserver, server)
+        plan = types.SimpleNamespace(components={**kubeflow.plan.components, **{a: None for a in apps}},
+                                     profile=profile)
+
+        def run(name):
+            clock = Clock()
+            ctx = CheckContext(cluster=cluster, plan=plan, component="kubeflow-auth",
+                               objects=kubeflow.components["kubeflow-auth"].objects, timeout=300,
+                               clock=clock, sleep=clock.sleep)
+            return CHECKS[name](ctx)
+        return run, cluster, gw
+    yield make
+    for s in made:
+        s.close()
+
+
+CHECKS: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def _checks(checks):
+    CHECKS.update(checks)
+
+
+# -- they run for the kubeflow profile ----------------------------------------------------------
+def test_kubeflow_profile_collects_the_login_checks(kubeflow):
+    found = {c.name: c for c in collect(kubeflow.plan, kubeflow)}
+    for name in ("kubeflow-auth/dex-login", "kubeflow-auth/anonymous-denied", "kubeflow-auth/tenant-matrix"):
+        assert name in found
+    # Their prerequisites are kubeflow-auth's readiness (Dex and oauth2-proxy Available).
+    assert any(n.startswith("kubeflow-auth/") for n in found["kubeflow-auth/dex-login"].needs)
+
+
+# -- 3: dex-login -------------------------------------------------------------------------------
+def test_dex_login_reaches_the_dashboard(standin, kubeflow):
+    run, cluster, gw = standin()
+    note = run("dex-login")
+    user = kubeflow.plan.profile.kubeflow.auth.staticUsers[0].email
+    assert note.startswith(f"{user} logged in") and f"the dashboard sees {user}" in note
+    assert gw.proxy.cookie in note            # the cookie the rendered oauth2_proxy.cfg names
+    assert cluster.dialed, "the check went through the port-forward to the ingress gateway pod"
+    password = store_for(kubeflow.plan.profile).peek(f"dex-password-{user}")
+    assert password and password not in note
+
+
+def test_dex_login_fails_on_a_wrong_password(standin, kubeflow, monkeypatch):
+    run, _, gw = standin()
+    user = kubeflow.plan.profile.kubeflow.auth.staticUsers[0].email
+    store = store_for(kubeflow.plan.profile)
+    real = store.peek(f"dex-password-{user}")
+    monkeypatch.setattr(type(store), "peek", lambda self, name: real + "x" if name.startswith("dex-password-")
+                        else store._load().get(name))
+    with pytest.raises(CheckError) as err:
+        run("dex-login")
+    assert str(err.value).startswith("dex login: Dex refused the credentials of " + user)
+    assert real not in str(err.value)
+
+
+@pytest.mark.parametrize("bug, step", [
+    ("no-csrf-cookie", "oauth2-proxy start: "),
+    ("session-cookie-renamed", "oauth2-proxy callback: "),
+])
+def test_dex_login_names_the_step_that_broke(standin, bug, step):
+    run, _, _ = standin(bugs={bug})
+    with pytest.raises(CheckError) as err:
+        run("dex-login")
+    assert str(err.value).startswith(step), str(err.value)
+
+
+def test_dex_login_without_the_password_in_the_store_says_where_to_look(standin, kubeflow, monkeypatch):
+    run, _, _ = standin()
+    store = store_for(kubeflow.plan.profile)
+    monkeypatch.setattr(type(store), "peek", lambda self, name: None)
+    with pytest.raises(CheckError) as err:
+        run("dex-login")
+    assert "has no 'dex-password-" in str(err.value) and "--secrets FILE" in str(err.value)
+
+
+# -- 4: anonymous-denied ------------------------------------------------------------------------
+def test_anonymous_requests_are_turned_away(standin):
+    run, _, _ = standin()
+    note = run("anonymous-denied")
+    # 4 apps x (UI + API) x (anonymous, forged header)
+    assert note.startswith("16 anonymous requests") and "all turned away" in note
+
+
+def test_a_web_app_answering_anonymous_callers_fails(standin):
+    # The volumes app with authn off (APP_DISABLE_AUTH) behind a gateway that does not ask
+    # oauth2-proxy for its API path: 200 to anyone.
+    run, _, gw = standin(bugs={"volumes-web-app-service:no-authz"})
+    gw.custom = []
+    gw.deny = []
+    with pytest.raises(CheckError) as err:
+        run("anonymous-denied")
+    assert "volumes web app: GET /volumes/api/namespaces/team-a/pvcs (anonymous): 200 without credentials" \
+        in str(err.value)
+
+
+def test_a_gateway_that_trusts_a_forged_userid_header_fails(standin):
+    run, _, _ = standin(bugs={"trust-forged-userid"})
+    with pytest.raises(CheckError) as err:
+        run("anonymous-denied")
+    assert "(forged kubeflow-userid): 200 without credentials" in str(err.value)
+    assert "(anonymous)" not in str(err.value)
+
+
+def test_anonymous_check_covers_only_enabled_apps(standin):
+    run, _, _ = standin(apps=("central-dashboard", "notebooks"))
+    assert run("anonymous-denied").startswith("8 anonymous requests to central dashboard, notebooks")
+
+
+# -- 5: tenant-matrix ---------------------------------------------------------------------------
+def test_tenant_matrix_on_the_honest_standin(standin):
+    run, _, _ = standin()
+    note = run("tenant-matrix")
+    assert note.startswith("18 requests across notebooks (Jupyter web app), volumes web app, TensorBoards web app")
+
+
+def test_a_web_app_that_lets_any_user_in_fails_the_matrix(standin):
+    run, _, _ = standin(bugs={"tensorboards-web-app-service:any-user"})
+    with pytest.raises(CheckError) as err:
+        run("tenant-matrix")
+    msg = str(err.value)
+    assert msg.startswith("4 of 18 tenant-matrix requests went wrong")
+    assert "tensorboards: team-a/default-editor -> team-b: 200, expected 403" in msg
+    assert "tensorboards: outsider -> team-a: 200, expected 403" in msg
+
+
+def test_a_token_of_b_accepted_in_a_fails_the_matrix(standin):
+    run, _, gw = standin()
+    # Plant the bug in the RBAC the web apps consult: team-b's editor bound in team-a.
+    gw.api.bindings.append({"metadata": {"name": "leak", "namespace": "team-a"},
+                            "roleRef": {"kind": "ClusterRole", "name": "kubeflow-edit"},
+                            "subjects": [{"kind": "ServiceAccount", "name": "default-editor", "namespace": "team-b"}]})
+    with pytest.raises(CheckError) as err:
+        run("tenant-matrix")
+    msg = str(err.value)
+    assert msg.startswith("3 of 18")
+    for app in ("notebooks", "volumes", "tensorboards"):
+        assert f"{app}: team-b/default-editor -> team-a: 200, expected 403" in msg
+
+
+def test_an_untrusted_token_issuer_is_named(standin):
+    # The cluster signs service-account tokens as another issuer than the RequestAuthentication trusts.
+    run, _, _ = standin(issuer="https://oidc.eks.eu-west-1.amazonaws.com/id/ABC123")
+    with pytest.raises(CheckError) as err:
+        run("tenant-matrix")
+    msg = str(err.value)
+    assert "notebooks: team-a/default-editor -> team-a: 401, expected 200" in msg
+    assert "issuer 'https://oidc.eks.eu-west-1.amazonaws.com/id/ABC123' is not among" in msg
+
+
+def test_matrix_skips_with_one_tenant_and_without_the_apps(kubeflow):
+    from kubeforge.verify.checks import component_checks
+
+    one = kubeflow.plan.profile.model_copy(update={"kubeflow": kubeflow.plan.profile.kubeflow.model_copy(
+        update={"tenants": kubeflow.plan.profile.kubeflow.tenants[:1]})})
+    plan = types.SimpleNamespace(components={**kubeflow.plan.components, "notebooks": None}, profile=one)
+    plan.components["kubeflow-auth"] = kubeflow.plan.components["kubeflow-auth"]
+    found = {c.name: c for c in component_checks(plan, "kubeflow-auth", [])}
+    assert found["kubeflow-auth/tenant-matrix"].skip_reason == \
+        "the profile declares 1 tenant(s) in kubeflow.tenants; A-against-B needs two"
+    plan2 = types.SimpleNamespace(components=dict(kubeflow.plan.components), profile=kubeflow.plan.profile)
+    found = {c.name: c for c in component_checks(plan2, "kubeflow-auth", [])}
+    assert "none of notebooks, volumes, tensorboards is enabled" in found["kubeflow-auth/tenant-matrix"].skip_reason
+    assert "central dashboard is not enabled" in found["kubeflow-auth/dex-login"].skip_reason
+
+
+def test_matrix_names_the_apps_it_skipped(standin):
+    run, _, _ = standin(apps=("central-dashboard", "notebooks", "volumes"))
+    note = run("tenant-matrix")
+    assert note.startswith("12 requests") and note.endswith("not enabled, skipped: TensorBoards web app")
