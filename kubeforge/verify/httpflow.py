@@ -363,6 +363,10 @@ def login(browser: Browser, email: str, password: str, *, start: str = "/", dex_
                             stop=lambda r: bool(r.location) and _is_under(r.location, dex_prefix))
     if not (to_dex.status in REDIRECTS and to_dex.location and _is_under(to_dex.location, dex_prefix)):
         raise FlowError("oauth2-proxy start", f"{to_dex.brief()}: expected a redirect to Dex under {dex_prefix}")
+    if not to_dex.location.startswith(browser.origin + "/"):
+        raise FlowError("oauth2-proxy start", f"oauth2-proxy sends the browser to {to_dex.location.split('?')[0]}, "
+                                              f"off the gateway {browser.origin}: no browser reaches it (its "
+                                              f"login_url must be the gateway path {dex_prefix}auth)")
     csrf = [n for n in browser.cookies.names() if n not in before and n.endswith("_csrf")]
     if not csrf:
         raise FlowError("oauth2-proxy start", f"{to_dex.brief()} set no CSRF cookie (*_csrf): its callback "

@@ -167,6 +167,9 @@ class Dex:
         self.signer = Signer(self.issuer)
         self.requests: dict[str, dict] = {}
         self.codes: dict[str, dict] = {}
+        # (id, name) of connectors beside the password DB (config `connectors:`, e.g. an external
+        # OIDC provider); with any, /auth shows Dex's login page (login.html) instead of redirecting.
+        self.extra_connectors = [(c["id"], c.get("name", c["id"])) for c in self.config.get("connectors") or []]
 
     def form(self, post_url: str, username: str = "", invalid: bool = False) -> Reply:
         err = '<div id="login-error" class="dex-error-box">Invalid Email Address and password.</div>' \
@@ -185,7 +188,13 @@ class Dex:
             client = self.clients.get(query.get("client_id", ""))
             if client is None or query.get("redirect_uri") not in client["redirect"]:
                 return html(400, "<h2>Bad Request</h2><p>Unregistered redirect_uri or client.</p>")
-            return redirect(302, f"{p}/auth/local?" + urllib.parse.urlencode(query))
+            qs = urllib.parse.urlencode(query)
+            if not self.extra_connectors:
+                return redirect(302, f"{p}/auth/local?{qs}")
+            links = "".join(f'<a href="{p}/auth/{cid}?{qs.replace("&", "&amp;")}" target="_self">'
+                            f'<button>Log in with {name}</button></a>'
+                            for cid, name in [("local", "Email"), *self.extra_connectors])
+            return html(200, f"<html><head><title>dex</title></head><body><h2>Log in to dex</h2>{links}</body></html>")
         if path == f"{p}/auth/local" and method == "GET":
             rid = secrets.token_hex(12)
             self.requests[rid] = dict(query)

@@ -1,0 +1,158 @@
+"""Fixtures of the kubeflow-auth check tests: the real `kubeflow` render, the loopback STAND-IN
+gateway (login_standin.py) configured from it, and a stand-in of the API server calls the checks
+make. Imported by the test modules by name (no conftest here: the folder is shared)."""
+from __future__ import annotations
+
+import copy
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+from login_standin import K8S_ISSUER, ApiServer, Gateway, Server
+
+from kubeforge.verify.checks import load_checks_file
+from kubeforge.verify.context import CheckContext
+
+REPO = Path(__file__).resolve().parents[2]
+APPS = "github/kubeflow/manifests/26.03/applications"
+APP_VIRTUAL_SERVICES = [f"{APPS}/{p}/upstream/overlays/istio/virtual-service.yaml" for p in
+                        ("jupyter/jupyter-web-app", "volumes-web-app", "tensorboard/tensorboards-web-app",
+                         "centraldashboard")]
+APP_CLUSTER_ROLES = [f"{APPS}/{p}" for p in (
+    "jupyter/jupyter-web-app/upstream/base/cluster-role.yaml",
+    "jupyter/notebook-controller/upstream/rbac/user_cluster_roles.yaml",
+    "volumes-web-app/upstream/base/cluster-role.yaml",
+    "tensorboard/tensorboards-web-app/upstream/base/cluster-role.yaml")]
+# The web apps these checks probe; the kubeflow profile enables them once their components join
+# it (kf-profiles, kf-apps). Until then the test plan adds them by name (all the checks read).
+LAYER_APPS = ("central-dashboard", "notebooks", "volumes", "tensorboards")
+
+
+def _yaml_docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+@pytest.fixture(scope="module")
+def kubeflow(render_profile):
+    return render_profile("kubeflow")
+
+
+@pytest.fixture(scope="module")
+def checks():
+    return {meta["name"]: fn for fn, meta in
+            load_checks_file(REPO / "components/kubeflow-auth/checks.py", "kubeflow-auth")}
+
+
+@pytest.fixture(scope="module")
+def mirror_objects(mirror_dir):
+    vss = [d for p in APP_VIRTUAL_SERVICES for d in _yaml_docs(mirror_dir / p)]
+    roles = [d for p in APP_CLUSTER_ROLES for d in _yaml_docs(mirror_dir / p) if d["kind"] == "ClusterRole"]
+    return vss, roles
+
+
+class StandinCluster:
+    """What the checks ask the API server, answered from the stand-in: the ingress gateway's pod
+    (from the real Istio Deployment's template) and Service, a port-forward to it (a loopback
+    connection to the stand-in gateway), TokenRequests and ServiceAccounts."""
+
+    def __init__(self, rendered, apiserver: ApiServer, server: Server):
+        istio = rendered.components["istio"].objects
+        dep = next(o for o in istio if o["kind"] == "Deployment" and o["metadata"]["name"] == "istio-ingressgateway")
+        self.services = [o for o in istio if o["kind"] == "Service"]
+        tpl = dep["spec"]["template"]
+        self.pod = {"apiVersion": "v1", "kind": "Pod", "spec": tpl["spec"],
+                    "metadata": {"name": "istio-ingressgateway-5d8f9c-x2x7q", "namespace": dep["metadata"]["namespace"],
+                                 "labels": dict(tpl["metadata"]["labels"])},
+                    "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+        self.api = apiserver
+        self.server = server
+        self.dialed: list[tuple[str, str, int]] = []
+
+    def list(self, api_version, kind, namespace=None, label_selector=None):
+        items = {"Pod": [self.pod], "Service": self.services}.get(kind, [])
+        if namespace:
+            items = [o for o in items if o["metadata"].get("namespace") == namespace]
+        for term in filter(None, (label_selector or "").split(",")):
+            k, _, v = term.partition("=")
+            items = [o for o in items if (o["metadata"].get("labels") or {}).get(k) == v]
+        return copy.deepcopy(items)
+
+    def pod_dialer(self, namespace, pod, port):
+        self.dialed.append((namespace, pod, port))
+        assert (namespace, pod, port) == (self.pod["metadata"]["namespace"], self.pod["metadata"]["name"], 8080), \
+            "the gateway listens on the pod's 8080 (Service port 80 -> targetPort 8080)"
+        return self.server.dial
+
+    def service_account_token(self, namespace, name, seconds=600, audiences=None):
+        return self.api.token(namespace, name, seconds)
+
+    def get(self, api_version, kind, name, namespace=None):
+        if kind == "ServiceAccount" and (namespace, name) in self.api.service_accounts:
+            return {"metadata": {"name": name, "namespace": namespace}}
+        return None
+
+    def create(self, obj, namespace=None):
+        md = obj["metadata"]
+        if obj["kind"] == "Namespace":
+            self.api.namespaces.add(md["name"])
+        elif obj["kind"] == "ServiceAccount":
+            self.api.service_accounts.add((namespace or md["namespace"], md["name"]))
+        return obj
+
+    def delete(self, api_version, kind, name, namespace=None, propagation="Background"):
+        if kind == "Namespace":
+            self.api.namespaces.discard(name)
+            self.api.service_accounts = {s for s in self.api.service_accounts if s[0] != name}
+        return True
+
+
+class Clock:
+    """The checks' waits run on this clock: a sleep advances it, so a failing wait ends at once."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += max(s, 0.001)
+
+
+@pytest.fixture
+def standin(kubeflow, mirror_objects, checks):
+    """standin(bugs=(), issuer=..., tenants=None, apps=LAYER_APPS, password_of=None) -> (run, cluster)
+    where run(check_name) runs that check against the stand-in and returns its note."""
+    made = []
+
+    def make(bugs=(), issuer=K8S_ISSUER, tenants=None, apps=LAYER_APPS):
+        vss, app_roles = mirror_objects
+        roles = [o for n in ("kubeflow-roles", "kubeflow-auth") for o in kubeflow.components[n].objects
+                 if o["kind"] == "ClusterRole"] + app_roles
+        apiserver = ApiServer(roles, issuer=issuer)
+        profile = kubeflow.plan.profile
+        if tenants is not None:
+            profile = profile.model_copy(update={"kubeflow": profile.kubeflow.model_copy(
+                update={"tenants": profile.kubeflow.tenants[:tenants]})})
+        for t in profile.kubeflow.tenants:
+            apiserver.add_tenant(t.name, t.owner)
+        gw = Gateway(kubeflow.components["kubeflow-auth"].objects, vss, apiserver, set(bugs))
+        server = Server(gw)
+        made.append(server)
+        cluster = StandinCluster(kubeflow, apiserver, server)
+        plan = types.SimpleNamespace(components={**kubeflow.plan.components, **{a: None for a in apps}},
+                                     profile=profile)
+
+        def run(name):
+            clock = Clock()
+            ctx = CheckContext(cluster=cluster, plan=plan, component="kubeflow-auth",
+                               objects=kubeflow.components["kubeflow-auth"].objects, timeout=300,
+                               clock=clock, sleep=clock.sleep)
+            return checks[name](ctx)
+        return run, cluster, gw
+    yield make
+    for s in made:
+        s.close()
+
+
