@@ -22,7 +22,9 @@ Its notion of what is built in and what a webhook matches is its own (below), no
   a Deployment/StatefulSet/DaemonSet becomes available POD_START_S after its pod can start (its
   namespace, service account and non-optional Secret/ConfigMap volumes exist, its image pulls,
   admission webhooks on pods answer); EndpointSlices list the available pods a Service selects;
-  a webhook configuration gets its caBundle once its backend serves; what upstream controllers
+  a webhook configuration gets its caBundle once its backend serves, or, annotated
+  `cert-manager.io/inject-ca-from`, from cert-manager's cainjector (the named Certificate's
+  `ca.crt`, also into a CRD's conversion webhook); what upstream controllers
   create at runtime that rendered workloads mount: cert-manager writes each Certificate's Secret,
   istiod publishes the `istio-ca-root-cert` ConfigMap in every namespace;
 - deletion: finalizers block it; the namespace controller empties a terminating namespace; a
@@ -65,6 +67,8 @@ NODE_LABELS = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
 # What Node Feature Discovery and GPU Feature Discovery put on a node with an NVIDIA GPU.
 GPU_NODE_LABELS = {"feature.node.kubernetes.io/pci-10de.present": "true", "nvidia.com/gpu.present": "true"}
 CERT_MANAGER = ("cert-manager", "cert-manager")   # the controller that issues Certificates
+CAINJECTOR = ("cert-manager", "cert-manager-cainjector")   # writes caBundles from Certificates
+INJECT_CA_FROM = "cert-manager.io/inject-ca-from"
 ISTIOD = ("istio-system", "istiod")                # publishes istio-ca-root-cert in every namespace
 
 
@@ -641,7 +645,10 @@ class ApiServerStandIn:
     def _inject_ca_bundles(self) -> bool:
         changed = False
         for key, cfg in list(self.store.items()):
-            if key[1] not in WEBHOOK_KINDS:
+            if key[1] not in (*WEBHOOK_KINDS, "CustomResourceDefinition"):
+                continue
+            if INJECT_CA_FROM in ((cfg["metadata"].get("annotations")) or {}):
+                changed |= self._cainject(key, cfg)
                 continue
             for wh in cfg.get("webhooks") or []:
                 cc = wh.get("clientConfig") or {}
@@ -650,6 +657,32 @@ class ApiServerStandIn:
                     path = ("webhooks", ("name", wh["name"]), "clientConfig", "caBundle")
                     self._controller_write(key, path, "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t", "ca-injector")
                     changed = True
+        return changed
+
+    def _cainject(self, key, obj: dict) -> bool:
+        """cert-manager's cainjector: an object annotated `cert-manager.io/inject-ca-from:
+        NS/CERTIFICATE` gets the `ca.crt` of that Certificate's Secret as the caBundle of each of
+        its webhooks (a CRD: of its conversion webhook), whether or not the webhook serves yet;
+        nothing while the cainjector is not running or the Secret is not issued."""
+        if not self._available(*CAINJECTOR):
+            return False
+        ns, _, name = obj["metadata"]["annotations"][INJECT_CA_FROM].partition("/")
+        cert = self.store.get(("cert-manager.io/v1", "Certificate", ns, name))
+        secret = self.store.get(("v1", "Secret", ns, ((cert or {}).get("spec") or {}).get("secretName")))
+        ca = ((secret or {}).get("data") or {}).get("ca.crt")
+        if not ca:
+            return False
+        if key[1] == "CustomResourceDefinition":
+            conv = (obj.get("spec") or {}).get("conversion") or {}
+            paths = [("spec", "conversion", "webhook", "clientConfig", "caBundle")] \
+                if conv.get("strategy") == "Webhook" else []
+        else:
+            paths = [("webhooks", ("name", wh["name"]), "clientConfig", "caBundle") for wh in obj.get("webhooks") or []]
+        changed = False
+        for path in paths:
+            if self.fields[key].get(path) != ca:
+                self._controller_write(key, path, ca, "cert-manager-cainjector")
+                changed = True
         return changed
 
     def _mark_api_services(self) -> bool:
