@@ -23,6 +23,7 @@ import re
 import uuid
 
 from kubeforge.errors import KubeforgeError
+from kubeforge.login import password_secret
 
 DEFAULT_ISSUER = "http://dex.auth.svc.cluster.local:5556/dex"
 DEX_KEYS_IN_CLUSTER = "http://dex.auth.svc.cluster.local:5556/dex/keys"
@@ -36,11 +37,6 @@ NONROOT = 65532
 _FILE = "components/kubeflow-auth/component.yaml"
 # A namespace that names this component in user-facing messages (for a stable userID).
 _USER_NS = uuid.UUID("6f1b1d2e-6a55-4f0e-9b7e-6b7562656672")
-
-
-def password_secret(email: str) -> str:
-    """The per-install secret holding a static user's first login password."""
-    return f"dex-password-{email}"
 
 
 def password_env(index: int) -> str:
