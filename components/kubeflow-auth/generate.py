@@ -155,10 +155,10 @@ def transform(objs, ctx):
     sec.pop("stringData", None)
     sec["data"] = {"client-id": _b64(CLIENT_ID), "client-secret": _b64(client_secret),
                    "cookie-secret": _b64(ctx.secret("oauth2-proxy-cookie-secret"))}
-    cfg = _require(_find(objs, "ConfigMap", "oauth2-proxy", "oauth2-proxy", prefix=True),
-                   "ConfigMap oauth2-proxy/oauth2-proxy-* (oauth2_proxy.cfg)")
-    if "oauth2_proxy.cfg" in cfg.get("data", {}):
-        cfg["data"]["oauth2_proxy.cfg"] = _set_cfg(cfg["data"]["oauth2_proxy.cfg"], "oidc_issuer_url", auth.issuer)
+    cfg = _require(next((o for o in objs if o.get("kind") == "ConfigMap"
+                         and "oauth2_proxy.cfg" in (o.get("data") or {})), None),
+                   "the ConfigMap of oauth2_proxy.cfg")
+    cfg["data"]["oauth2_proxy.cfg"] = _set_cfg(cfg["data"]["oauth2_proxy.cfg"], "oidc_issuer_url", auth.issuer)
     params = _require(_find(objs, "ConfigMap", "oauth2-proxy-parameters", "oauth2-proxy", prefix=True),
                       "ConfigMap oauth2-proxy/oauth2-proxy-parameters-*")
     params["data"]["FORCE_HTTPS"] = "true" if ctx.values.get("secureCookies") else "false"
