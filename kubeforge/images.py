@@ -17,7 +17,10 @@ Where images are looked for (known locations, checked with the strict grammar be
   `defaultImageVersion` pairs;
 - ConfigMaps that carry images in text (`_CONFIGMAP_TEXT`): KServe inferenceservice-config (JSON),
   Katib katib-config and trial templates (YAML), local-path helper pod (YAML), Argo executor (YAML),
-  Istio's sidecar injector (`hub`/`tag` values and literal images in the injection templates).
+  Istio's sidecar injector (`hub`/`tag` values and literal images in the injection templates);
+- ConfigMap keys that name their format wherever they appear (`_CONFIGMAP_KEYS`): the Jupyter web
+  app's `spawner_ui_config.yaml` (notebook images offered in the spawner: `value` and `options` of
+  `image`, `imageGroupOne`, `imageGroupTwo`), whose ConfigMap name carries a kustomize hash.
 CustomResourceDefinitions are skipped: their schemas describe images, they hold none.
 
 Outside containers (env, args, ConfigMap keys, annotations) a value counts as an image only if it
@@ -185,6 +188,10 @@ _CONFIGMAP_TEXT: dict[str, dict[str, str]] = {
     "workflow-controller-configmap": {"executor": "yaml", "mainContainer": "yaml"},  # Argo
     "istio-sidecar-injector": {"values": "istio-values", "config": "template"},
 }
+# Data keys whose format is known whatever the ConfigMap is called (kustomize hash suffixes).
+_CONFIGMAP_KEYS: dict[str, str] = {"spawner_ui_config.yaml": "jupyter-spawner"}   # Jupyter web app
+# The spawner's image groups: each has a default `value` and the `options` of its dropdown.
+_SPAWNER_GROUPS = ("image", "imageGroupOne", "imageGroupTwo")
 # ConfigMaps found by label: Katib's UI finds trial templates (Job/PyTorchJob YAML) the same way.
 _CONFIGMAP_LABELS: dict[tuple[str, str], str] = {("katib.kubeflow.org/component", "trial-templates"): "yaml"}
 
@@ -299,6 +306,25 @@ def _istio_values(doc, ctx: _Ctx) -> None:
     _scan(doc, ctx)   # full references elsewhere (e.g. proxy.image with a registry)
 
 
+def _jupyter_spawner(docs, ctx: _Ctx) -> None:
+    """The Jupyter web app's spawner config: notebook images the user picks from (not container
+    fields, so the generic walk cannot see them)."""
+    for doc in docs if isinstance(docs, list) else [docs]:
+        defaults = doc.get("spawnerFormDefaults") if isinstance(doc, dict) else None
+        for group in (defaults.get(g) for g in _SPAWNER_GROUPS) if isinstance(defaults, dict) else ():
+            if not isinstance(group, dict):
+                continue
+            if _image_like(group.get("value")):
+                ctx.site(group, "value", group["value"])
+            options = group.get("options")
+            for i, opt in enumerate(options if isinstance(options, list) else ()):
+                if _image_like(opt):
+                    ctx.site(options, i, opt)
+
+
+_WALKERS = {"istio-values": _istio_values, "jupyter-spawner": _jupyter_spawner}
+
+
 def _load(text: str, fmt: str):
     if fmt in ("json", "istio-values"):
         return json.loads(text)
@@ -347,7 +373,7 @@ def _text(data: dict, key: str, fmt: str, ctx: _Ctx) -> None:
     except Exception:   # not the format we know: not ours to judge
         return
     sub = _Ctx(ctx.fn, ctx.write)
-    (_istio_values if fmt == "istio-values" else _scan)(doc, sub)
+    _WALKERS.get(fmt, _scan)(doc, sub)
     if not sub.changes:
         return
     ctx.changes.append((text, text))
@@ -367,7 +393,7 @@ def _configmap(obj: dict, ctx: _Ctx) -> None:
     if not isinstance(data, dict):
         return
     md = obj.get("metadata") or {}
-    formats = dict(_CONFIGMAP_TEXT.get(md.get("name"), {}))
+    formats = {**_CONFIGMAP_KEYS, **_CONFIGMAP_TEXT.get(md.get("name"), {})}
     for (label, value), fmt in _CONFIGMAP_LABELS.items():
         if (md.get("labels") or {}).get(label) == value:
             formats.setdefault("*", fmt)

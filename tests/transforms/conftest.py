@@ -17,6 +17,8 @@ KUSTOMIZE_TREES = {
     "istio": f"{KF}/common/istio/istio-install/base",
     "cert-manager": f"{KF}/common/cert-manager/base",
     "argo-workflows": f"{ARGO}/cluster-install",
+    # the spawner config lists notebook images in a ConfigMap whose name carries a kustomize hash
+    "jupyter-web-app": f"{KF}/applications/jupyter/jupyter-web-app/upstream/overlays/istio",
 }
 MANIFESTS = {
     "nvidia-device-plugin": ("github/NVIDIA/k8s-device-plugin/v0.20.0/deployments/static", "*.y*ml"),

@@ -20,7 +20,7 @@ from kubeforge.transforms import (
 
 REG = "registry.example.com:5000/mirror"
 TREES = ["kserve", "knative-serving", "katib", "istio", "cert-manager", "argo-workflows", "argo-kfp",
-         "nvidia-device-plugin", "dcgm-exporter", "local-path"]
+         "jupyter-web-app", "nvidia-device-plugin", "dcgm-exporter", "local-path"]
 # Registry hosts of the upstream images; after the rewrite none may remain outside documentation.
 UPSTREAM_HOSTS = re.compile(r"(?<![\w.-])(?:(?:gcr|quay|ghcr|nvcr|docker)\.io|registry\.k8s\.io)/[a-z0-9]")
 
@@ -159,6 +159,20 @@ def test_known_hidden_images_are_rewritten(upstream):
     injector = _find(istio, "ConfigMap", "istio-sidecar-injector")["data"]
     assert json.loads(injector["values"])["global"]["hub"] == f"{REG}/istio-release"
     assert f"image: {REG}/library/busybox:1.28" in injector["config"]   # grpc-simple template
+
+    jwa = rewrite_registry(upstream["jupyter-web-app"], REG)
+    spawner_cm, = [o for o in jwa if o["kind"] == "ConfigMap" and "spawner_ui_config.yaml" in o.get("data", {})]
+    assert spawner_cm["metadata"]["name"].startswith("jupyter-web-app-config-")   # kustomize hash suffix
+    text = spawner_cm["data"]["spawner_ui_config.yaml"]
+    spawner = yaml.safe_load(text)["spawnerFormDefaults"]
+    nb = f"{REG}/kubeflow/kubeflow/notebook-servers"
+    assert spawner["image"]["value"] == f"{nb}/jupyter-scipy:v1.10.0"
+    assert f"{nb}/jupyter-pytorch-cuda-full:v1.10.0" in spawner["image"]["options"]
+    assert spawner["imageGroupOne"]["options"] == [f"{nb}/codeserver-python:v1.10.0"]
+    assert spawner["imageGroupTwo"]["value"] == f"{nb}/rstudio-tidyverse:v1.10.0"
+    assert "# Configuration file for the Kubeflow Notebooks UI." in text   # edited in place
+    assert "ghcr.io/kubeflow/kubeflow/notebook-servers/jupyter-pytorch-cuda-full:v1.10.0" in \
+        list_images(upstream["jupyter-web-app"])
 
     local = rewrite_registry(upstream["local-path"], REG)
     assert f"image: {REG}/library/busybox\n" in _find(local, "ConfigMap", "local-path-config")["data"]["helperPod.yaml"]
