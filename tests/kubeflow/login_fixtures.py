@@ -8,29 +8,16 @@ import types
 from pathlib import Path
 
 import pytest
-import yaml
 from login_standin import K8S_ISSUER, ApiServer, Gateway, Server
 
 from kubeforge.verify.checks import load_checks_file
 from kubeforge.verify.context import CheckContext
 
 REPO = Path(__file__).resolve().parents[2]
-APPS = "github/kubeflow/manifests/26.03/applications"
-APP_VIRTUAL_SERVICES = [f"{APPS}/{p}/upstream/overlays/istio/virtual-service.yaml" for p in
-                        ("jupyter/jupyter-web-app", "volumes-web-app", "tensorboard/tensorboards-web-app",
-                         "centraldashboard")]
-APP_CLUSTER_ROLES = [f"{APPS}/{p}" for p in (
-    "jupyter/jupyter-web-app/upstream/base/cluster-role.yaml",
-    "jupyter/notebook-controller/upstream/rbac/user_cluster_roles.yaml",
-    "volumes-web-app/upstream/base/cluster-role.yaml",
-    "tensorboard/tensorboards-web-app/upstream/base/cluster-role.yaml")]
-# The web apps these checks probe; the kubeflow profile enables them once their components join
-# it (kf-profiles, kf-apps). Until then the test plan adds them by name (all the checks read).
+# The web apps the checks probe, as components of the kubeflow profile.
 LAYER_APPS = ("central-dashboard", "notebooks", "volumes", "tensorboards")
-
-
-def _yaml_docs(path: Path) -> list[dict]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+# Whose ClusterRoles the web apps' SubjectAccessReviews are decided by (aggregated into kubeflow-*).
+RBAC_COMPONENTS = ("kubeflow-roles", "kubeflow-auth", "notebooks", "volumes", "tensorboards")
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +29,6 @@ def kubeflow(render_profile):
 def checks():
     return {meta["name"]: fn for fn, meta in
             load_checks_file(REPO / "components/kubeflow-auth/checks.py", "kubeflow-auth")}
-
-
-@pytest.fixture(scope="module")
-def mirror_objects(mirror_dir):
-    vss = [d for p in APP_VIRTUAL_SERVICES for d in _yaml_docs(mirror_dir / p)]
-    roles = [d for p in APP_CLUSTER_ROLES for d in _yaml_docs(mirror_dir / p) if d["kind"] == "ClusterRole"]
-    return vss, roles
 
 
 class StandinCluster:
@@ -121,16 +101,19 @@ class Clock:
 
 
 @pytest.fixture
-def standin(kubeflow, mirror_objects, checks):
-    """standin(bugs=(), issuer=..., tenants=None, apps=LAYER_APPS, password_of=None) -> (run, cluster)
-    where run(check_name) runs that check against the stand-in and returns its note."""
+def standin(kubeflow, checks):
+    """standin(bugs=(), issuer=..., tenants=None, apps=LAYER_APPS) -> (run, cluster, gateway) where
+    run(check_name) runs that check against the stand-in and returns its note."""
     made = []
 
     def make(bugs=(), issuer=K8S_ISSUER, tenants=None, apps=LAYER_APPS):
-        vss, app_roles = mirror_objects
-        roles = [o for n in ("kubeflow-roles", "kubeflow-auth") for o in kubeflow.components[n].objects
-                 if o["kind"] == "ClusterRole"] + app_roles
+        roles = [o for n in RBAC_COMPONENTS for o in kubeflow.components[n].objects if o["kind"] == "ClusterRole"]
+        vss = [(n, o) for n in LAYER_APPS for o in kubeflow.components[n].objects if o["kind"] == "VirtualService"]
         apiserver = ApiServer(roles, issuer=issuer)
+        # The contributors' RoleBindings kubeforge renders (KFAM's shape), beside what the profile
+        # controller makes (ApiServer.add_tenant).
+        apiserver.bindings += [o for o in kubeflow.components["kubeflow-profiles"].objects if o["kind"] == "RoleBinding"
+                               and o["metadata"].get("namespace") in {t.name for t in kubeflow.plan.profile.kubeflow.tenants}]
         profile = kubeflow.plan.profile
         if tenants is not None:
             profile = profile.model_copy(update={"kubeflow": profile.kubeflow.model_copy(
@@ -141,8 +124,9 @@ def standin(kubeflow, mirror_objects, checks):
         server = Server(gw)
         made.append(server)
         cluster = StandinCluster(kubeflow, apiserver, server)
-        plan = types.SimpleNamespace(components={**kubeflow.plan.components, **{a: None for a in apps}},
-                                     profile=profile)
+        # The real plan, less the layer apps a test leaves out (as a profile that disables them).
+        plan = types.SimpleNamespace(components={n: pc for n, pc in kubeflow.plan.components.items()
+                                                 if n not in LAYER_APPS or n in apps}, profile=profile)
 
         def run(name):
             clock = Clock()

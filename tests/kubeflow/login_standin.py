@@ -413,10 +413,10 @@ class ApiServer:
 
 
 # -- web apps -----------------------------------------------------------------------------------
-CRUD = {  # backend -> (group, resource) of the SubjectAccessReview its list route makes
-    "jupyter-web-app-service": ("kubeflow.org", "notebooks"),
-    "volumes-web-app-service": ("", "persistentvolumeclaims"),
-    "tensorboards-web-app-service": ("tensorboard.kubeflow.org", "tensorboards"),
+CRUD = {  # component -> (group, resource) of the SubjectAccessReview its web app's list route makes
+    "notebooks": ("kubeflow.org", "notebooks"),
+    "volumes": ("", "persistentvolumeclaims"),
+    "tensorboards": ("tensorboard.kubeflow.org", "tensorboards"),
 }
 LIST_KEY = {"notebooks": "notebooks", "persistentvolumeclaims": "pvcs", "tensorboards": "tensorboards"}
 
@@ -428,14 +428,16 @@ class WebApps:
 
     def handle(self, backend: str, path: str, headers: dict) -> Reply:
         user = headers.get("kubeflow-userid")
-        if backend == "centraldashboard":
+        if backend == "central-dashboard":
             if path.startswith("/api/workgroup/env-info"):
                 return js(200, {"user": user or "anonymous@kubeflow.org", "platform": {}, "namespaces": [],
                                 "isClusterAdmin": False})
             return html(200, "<!doctype html><html><head><title>Kubeflow Central Dashboard</title></head>"
                              "<body><main-page></main-page></body></html>")
-        if backend == "ml-pipeline-ui":
+        if backend == "pipelines":
             return html(200, "<html><head><title>Kubeflow Pipelines</title></head></html>")
+        if backend not in CRUD:
+            return html(404, "404 page not found")
         group, resource = CRUD[backend]
         m = re.fullmatch(r"/api/namespaces/([^/]+)/[a-z]+", path)
         if not m:
@@ -467,8 +469,10 @@ def _path_match(path: str, patterns: list[str]) -> bool:
 
 
 class Gateway:
-    def __init__(self, auth_objects: list[dict], app_virtual_services: list[dict], api: ApiServer,
+    def __init__(self, auth_objects: list[dict], app_virtual_services: list[tuple[str, dict]], api: ApiServer,
                  bugs: set[str] | None = None):
+        """app_virtual_services: (component, VirtualService) of the web apps; their routes go to
+        that component's stand-in app, Dex's and oauth2-proxy's to theirs (by destination host)."""
         self.bugs = set(bugs or ())
         objs = Objects(auth_objects)
         self.dex = Dex(objs)
@@ -480,9 +484,9 @@ class Gateway:
         self.deny = [p for p in policies if p["spec"].get("action") == "DENY"]
         self.jwt_rules = [r for ra in objs.find("RequestAuthentication") for r in ra["spec"].get("jwtRules") or []]
         self.routes = []
-        for vs in objs.find("VirtualService") + app_virtual_services:
+        for app, vs in [(None, v) for v in objs.find("VirtualService")] + list(app_virtual_services):
             for h in vs["spec"]["http"]:
-                backend = h["route"][0]["destination"]["host"].split(".")[0]
+                backend = app or h["route"][0]["destination"]["host"].split(".")[0]
                 for m in h.get("match") or []:
                     self.routes.append((m["uri"]["prefix"], (h.get("rewrite") or {}).get("uri"), backend))
         self.routes.sort(key=lambda r: -len(r[0]))

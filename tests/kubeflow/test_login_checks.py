@@ -1,8 +1,8 @@
 """The kubeflow-auth conformance checks (dex-login, anonymous-denied, tenant-matrix), run for real
 against the loopback STAND-IN of login_standin.py, which is configured from the real `kubeflow`
-render (kubeflow-auth's Dex and oauth2-proxy objects, Istio's ingress gateway, kubeflow-roles)
-and kubeflow/manifests' own web-app VirtualServices and ClusterRoles. Each check passes on the
-honest stand-in and fails, naming what broke, on a planted bug.
+render: kubeflow-auth's Dex, oauth2-proxy and Istio policy objects, Istio's ingress gateway, the
+web apps' VirtualServices and ClusterRoles, kubeflow-roles and the tenants' contributor bindings.
+Each check passes on the honest stand-in and fails, naming what broke, on a planted bug.
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_anonymous_requests_are_turned_away(standin):
 def test_a_web_app_answering_anonymous_callers_fails(standin):
     # The volumes app with authn off (APP_DISABLE_AUTH) behind a gateway that does not ask
     # oauth2-proxy for its API path: 200 to anyone.
-    run, _, gw = standin(bugs={"volumes-web-app-service:no-authz"})
+    run, _, gw = standin(bugs={"volumes:no-authz"})
     gw.custom = []
     gw.deny = []
     with pytest.raises(CheckError) as err:
@@ -112,7 +112,7 @@ def test_tenant_matrix_on_the_honest_standin(standin):
 
 
 def test_a_web_app_that_lets_any_user_in_fails_the_matrix(standin):
-    run, _, _ = standin(bugs={"tensorboards-web-app-service:any-user"})
+    run, _, _ = standin(bugs={"tensorboards:any-user"})
     with pytest.raises(CheckError) as err:
         run("tenant-matrix")
     msg = str(err.value)
@@ -145,20 +145,25 @@ def test_an_untrusted_token_issuer_is_named(standin):
     assert "issuer 'https://oidc.eks.eu-west-1.amazonaws.com/id/ABC123' is not among" in msg
 
 
-def test_matrix_skips_with_one_tenant_and_without_the_apps(kubeflow):
+def test_checks_skip_with_their_reason_when_the_profile_cannot_run_them(kubeflow):
     from kubeforge.verify.checks import component_checks
 
-    one = kubeflow.plan.profile.model_copy(update={"kubeflow": kubeflow.plan.profile.kubeflow.model_copy(
-        update={"tenants": kubeflow.plan.profile.kubeflow.tenants[:1]})})
-    plan = types.SimpleNamespace(components={**kubeflow.plan.components, "notebooks": None}, profile=one)
-    plan.components["kubeflow-auth"] = kubeflow.plan.components["kubeflow-auth"]
-    found = {c.name: c for c in component_checks(plan, "kubeflow-auth", [])}
-    assert found["kubeflow-auth/tenant-matrix"].skip_reason == \
-        "the profile declares 1 tenant(s) in kubeflow.tenants; A-against-B needs two"
-    plan2 = types.SimpleNamespace(components=dict(kubeflow.plan.components), profile=kubeflow.plan.profile)
-    found = {c.name: c for c in component_checks(plan2, "kubeflow-auth", [])}
-    assert "none of notebooks, volumes, tensorboards is enabled" in found["kubeflow-auth/tenant-matrix"].skip_reason
-    assert "central dashboard is not enabled" in found["kubeflow-auth/dex-login"].skip_reason
+    def skips(profile, without=()):
+        plan = types.SimpleNamespace(profile=profile, components={
+            n: pc for n, pc in kubeflow.plan.components.items() if n not in without})
+        return {c.name.split("/")[1]: c.skip_reason for c in component_checks(plan, "kubeflow-auth", [])}
+
+    real = kubeflow.plan.profile
+    assert skips(real) == {"dex-login": None, "anonymous-denied": None, "tenant-matrix": None}
+    one = real.model_copy(update={"kubeflow": real.kubeflow.model_copy(update={"tenants": real.kubeflow.tenants[:1]})})
+    assert skips(one)["tenant-matrix"] == "the profile declares 1 tenant(s) in kubeflow.tenants; A-against-B needs two"
+    assert skips(real, ("notebooks", "volumes", "tensorboards"))["tenant-matrix"] == \
+        "none of notebooks, volumes, tensorboards is enabled: no tenant API to try"
+    assert skips(real, ("central-dashboard",))["dex-login"] == \
+        "the central dashboard is not enabled: nothing to log in to"
+    nobody = real.model_copy(update={"kubeflow": real.kubeflow.model_copy(
+        update={"auth": real.kubeflow.auth.model_copy(update={"staticUsers": []})})})
+    assert skips(nobody)["dex-login"].startswith("no Dex static user in kubeflow.auth.staticUsers")
 
 
 def test_matrix_names_the_apps_it_skipped(standin):
