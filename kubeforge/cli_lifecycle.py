@@ -3,6 +3,7 @@ stay inside."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -64,6 +65,11 @@ def register(app: typer.Typer) -> None:
         images: Annotated[bool, typer.Option("--images", help="List the images the checks pull (with the "
                                              "profile's registry) and exit (offline).")] = False,
         mirror: MirrorOpt = None,
+        gateway_url: Annotated[str | None, typer.Option(
+            "--gateway-url", metavar="URL",
+            help="Where users reach the Kubeflow gateway (e.g. https://kubeflow.example.com) for the login "
+                 "and tenancy checks; default $KUBEFORGE_GATEWAY_URL, else a port-forward to the ingress "
+                 "gateway pod.")] = None,
     ) -> None:
         """Run the conformance suite of the profile's components against a cluster.
 
@@ -91,9 +97,23 @@ def register(app: typer.Typer) -> None:
                 note = f"  [skip: {c.skip_reason}]" if c.skip_reason else ""
                 _out(f"{c.name:55} {c.kind:9} {c.timeout:5.0f}s  {c.description}{note}")
             return
-        out = session.verify(profile, kubeconfig=kubeconfig, inventory=inventory, junit=junit,
-                             json_out=json_file, keep_on_failure=keep_on_failure,
-                             only=check, workers=workers, mirror=mirror, progress=not json_out)
+        if gateway_url is not None:
+            if not gateway_url.startswith(("http://", "https://")):
+                raise KubeforgeError(f"{gateway_url!r} is not an http(s) URL", field="--gateway-url",
+                                     fix="e.g. --gateway-url https://kubeflow.example.com")
+        env = "KUBEFORGE_GATEWAY_URL"   # kubeforge.verify.gateway.GATEWAY_URL_ENV (start-up stays cheap)
+        before = os.environ.get(env)
+        if gateway_url is not None:
+            os.environ[env] = gateway_url
+        try:
+            out = session.verify(profile, kubeconfig=kubeconfig, inventory=inventory, junit=junit,
+                                 json_out=json_file, keep_on_failure=keep_on_failure,
+                                 only=check, workers=workers, mirror=mirror, progress=not json_out)
+        finally:   # for this invocation only (tests call main() many times)
+            if before is None:
+                os.environ.pop(env, None)
+            else:
+                os.environ[env] = before
         if json_out:
             _write_json("-", out)
         if not out["ok"]:

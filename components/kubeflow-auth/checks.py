@@ -15,6 +15,7 @@ kubeforge/verify/kubeflow.py. The password is read from the install's secrets st
 """
 from kubeforge.verify import check
 from kubeforge.verify.context import CheckError, NotYet
+from kubeforge.verify.kubeflow import MATRIX_APPS, WEB_APP_COMPONENTS
 
 
 def _login_needs(plan):
@@ -26,8 +27,6 @@ def _login_needs(plan):
 
 
 def _matrix_needs(plan):
-    from kubeforge.verify.kubeflow import MATRIX_APPS
-
     tenants = plan.profile.kubeflow.tenants
     if len(tenants) < 2:
         return (f"the profile declares {len(tenants)} tenant(s) in kubeflow.tenants; A-against-B needs two")
@@ -51,7 +50,7 @@ def _retry(ctx, what, attempt, timeout=180):
     return ctx.wait(what, probe, timeout=timeout, interval=5)
 
 
-@check("dex-login", timeout=300, when=_login_needs)
+@check("dex-login", timeout=300, when=_login_needs, uses=("central-dashboard",))
 def dex_login(ctx):
     """A Dex static user logs in through oauth2-proxy and Dex's form and reaches the central dashboard."""
     from kubeforge.secrets import store_for
@@ -88,7 +87,7 @@ def dex_login(ctx):
     return f"{user} logged in ({len(got.hops)} requests); cookie {got.cookie}; the dashboard sees {user}"
 
 
-@check("anonymous-denied", timeout=240)
+@check("anonymous-denied", timeout=240, uses=WEB_APP_COMPONENTS)
 def anonymous_denied(ctx):
     """Every enabled web app answers an anonymous request, and one forging kubeflow-userid, with 302/401/403."""
     from kubeforge.verify import gateway
@@ -122,12 +121,11 @@ def anonymous_denied(ctx):
     return f"{tried} anonymous requests to {', '.join(a.title for a in apps)}: all turned away"
 
 
-@check("tenant-matrix", timeout=300, when=_matrix_needs)
+@check("tenant-matrix", timeout=300, when=_matrix_needs, uses=("kubeflow-profiles", *MATRIX_APPS))
 def tenant_matrix(ctx):
     """Service-account tokens: tenant A reads A (200), not B (403); an outsider reads neither (403)."""
     from kubeforge.verify import gateway
     from kubeforge.verify.kubeflow import (
-        MATRIX_APPS,
         TENANT_SA,
         WEB_APPS,
         judge_cell,

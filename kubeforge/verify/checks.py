@@ -39,16 +39,20 @@ class Check:
     # Names of checks that only have to finish first (ordering, not a precondition).
     after: list[str] = field(default_factory=list)
     skip_reason: str | None = None  # set when the profile rules the check out (e.g. no GPUs)
+    # Other components whose readiness this check needs too, where the profile enables them.
+    uses: list[str] = field(default_factory=list)
 
 
 def check(name: str, *, timeout: float = 300.0,
-          when: Callable[[Any], bool | str] | None = None) -> Callable:
+          when: Callable[[Any], bool | str] | None = None, uses: tuple[str, ...] = ()) -> Callable:
     """Mark a function in a component's checks.py as a conformance check.
 
     when(plan) -> True to run, or False / a reason string to skip it for this profile.
+    uses: components (not dependencies) whose readiness it needs as well, where enabled: the login
+    check of the auth layer needs the dashboard it logs in to, which itself depends on auth.
     """
     def mark(fn: Callable) -> Callable:
-        fn.__kubeforge_check__ = {"name": name, "timeout": timeout, "when": when}
+        fn.__kubeforge_check__ = {"name": name, "timeout": timeout, "when": when, "uses": tuple(uses)}
         return fn
     return mark
 
@@ -84,7 +88,8 @@ def component_checks(plan: Any, name: str, readiness_names: list[str]) -> list[C
         doc = (fn.__doc__ or "").strip().splitlines()
         out.append(Check(name=f"{name}/{meta['name']}", component=name, kind=FUNCTION, fn=fn,
                          timeout=meta["timeout"], description=doc[0] if doc else "",
-                         needs=list(readiness_names), skip_reason=skip))
+                         needs=list(readiness_names), skip_reason=skip,
+                         uses=[u for u in meta.get("uses", ()) if u in plan.components]))
     return out
 
 
@@ -111,6 +116,13 @@ def collect(plan: Any, rendered: Any, inventory: str | None = None) -> list[Chec
         fun = component_checks(plan, name, [c.name for c in ready] + dep_ready)
         by_component[name] = ready + fun
         checks.extend(ready + fun)
+    # Checks that use other components need their readiness too; they go last, after every
+    # readiness check, so the list stays in dependency order.
+    late = [c for c in checks if c.uses]
+    for c in late:
+        c.needs += [r.name for u in c.uses for r in by_component.get(u, [])
+                    if r.kind == READINESS and r.name not in c.needs]
+    checks = [c for c in checks if not c.uses] + late
     if plan.profile.gpu.mode == "provider":
         # The cloud advertises the GPUs (no platform component does): check them all the same.
         from kubeforge.verify.gpu import allocatable_check

@@ -47,6 +47,7 @@ WEB_APPS = (
            "tensorboards"),
     WebApp("pipelines", "Pipelines UI", "/pipeline/", "/apis/v2beta1/pipelines?namespace={ns}", "pipelines"),
 )
+WEB_APP_COMPONENTS = tuple(a.component for a in WEB_APPS)
 # The APIs of the tenant matrix: namespaced, authorised per tenant by the web app itself.
 MATRIX_APPS = ("notebooks", "volumes", "tensorboards")
 

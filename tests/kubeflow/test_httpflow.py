@@ -197,3 +197,15 @@ def test_web_app_prefixes_are_the_upstream_virtual_services(mirror_dir):
         prefixes = {m["uri"]["prefix"] for d in docs if d.get("kind") == "VirtualService"
                     for h in d["spec"]["http"] for m in h.get("match") or [] if "prefix" in m.get("uri", {})}
         assert app.prefix in prefixes or app.prefix.rstrip("/") in prefixes, (app.component, prefixes)
+
+
+def test_verify_gateway_url_option(kubeforge_cli, monkeypatch, tmp_path):
+    import os
+
+    rc, _, err = kubeforge_cli("verify", "-p", "kubeflow", "--gateway-url", "kubeflow.example.com")
+    assert rc == 2 and "--gateway-url: 'kubeflow.example.com' is not an http(s) URL" in err
+    monkeypatch.delenv(gateway.GATEWAY_URL_ENV, raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    rc, _, err = kubeforge_cli("verify", "-p", "kubeflow", "--gateway-url", "https://kubeflow.example.com")
+    assert rc == 2 and "no kubeconfig file here" in err
+    assert gateway.GATEWAY_URL_ENV not in os.environ      # for that invocation only

@@ -18,12 +18,23 @@ pytest_plugins = ("login_fixtures",)   # the stand-in fixtures (no conftest: the
 
 
 # -- they run for the kubeflow profile ----------------------------------------------------------
-def test_kubeflow_profile_collects_the_login_checks(kubeflow):
-    found = {c.name: c for c in collect(kubeflow.plan, kubeflow)}
-    for name in ("kubeflow-auth/dex-login", "kubeflow-auth/anonymous-denied", "kubeflow-auth/tenant-matrix"):
-        assert name in found
-    # Their prerequisites are kubeflow-auth's readiness (Dex and oauth2-proxy Available).
-    assert any(n.startswith("kubeflow-auth/") for n in found["kubeflow-auth/dex-login"].needs)
+def test_kubeflow_profile_collects_the_login_checks_after_what_they_use(kubeflow):
+    checks = collect(kubeflow.plan, kubeflow)
+    found = {c.name: c for c in checks}
+    pos = {c.name: i for i, c in enumerate(checks)}
+    for c in checks:
+        for dep in c.needs + c.after:
+            assert pos[dep] < pos[c.name], f"{c.name} listed before its prerequisite {dep}"
+
+    def needed_components(name):
+        return {n.split("/")[0] for n in found[name].needs}
+    # Their own readiness (Dex, oauth2-proxy), and that of the apps they log in to or call.
+    assert {"kubeflow-auth", "istio", "central-dashboard"} <= needed_components("kubeflow-auth/dex-login")
+    assert {"central-dashboard", "notebooks", "volumes", "tensorboards"} <= \
+        needed_components("kubeflow-auth/anonymous-denied")
+    assert {"kubeflow-profiles", "notebooks", "volumes", "tensorboards"} <= \
+        needed_components("kubeflow-auth/tenant-matrix")
+    assert "pipelines" not in needed_components("kubeflow-auth/anonymous-denied")   # not enabled
 
 
 # -- 3: dex-login -------------------------------------------------------------------------------
