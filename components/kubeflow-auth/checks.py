@@ -53,9 +53,10 @@ def _retry(ctx, what, attempt, timeout=180):
 @check("dex-login", timeout=300, when=_login_needs, uses=("central-dashboard",))
 def dex_login(ctx):
     """A Dex static user logs in through oauth2-proxy and Dex's form and reaches the central dashboard."""
+    from kubeforge.login import password_secret
     from kubeforge.secrets import store_for
     from kubeforge.verify import gateway, httpflow
-    from kubeforge.verify.kubeflow import oauth2_proxy_config, password_secret
+    from kubeforge.verify.kubeflow import oauth2_proxy_config
 
     user = ctx.profile.kubeflow.auth.staticUsers[0].email
     store = store_for(ctx.profile)

@@ -22,11 +22,6 @@ USERID_HEADER = "kubeflow-userid"  # the header Istio fills from the JWT and the
 TENANT_SA = "default-editor"      # the profile controller's editor ServiceAccount in each tenant
 
 
-def password_secret(email: str) -> str:
-    """The per-install secret holding a Dex static user's password (docs/secrets.md)."""
-    return f"dex-password-{email}"
-
-
 @dataclass(frozen=True)
 class WebApp:
     component: str
