@@ -210,15 +210,36 @@ class Dex:
             hashed = self.users.get(user)
             if hashed is None or not bcrypt.checkpw(password.encode(), hashed):
                 return self.form(here, form.get("login", ""), invalid=True)
-            code = secrets.token_hex(16)
-            self.codes[code] = {"req": req, "email": user}
-            del self.requests[query["state"]]
-            sep = "&" if "?" in req["redirect_uri"] else "?"
-            return redirect(303, req["redirect_uri"] + sep + urllib.parse.urlencode(
-                {"code": code, "state": req.get("state", "")}))
+            req["email"] = user
+            if not (self.config.get("oauth2") or {}).get("skipApprovalScreen"):
+                mac = b64url(hmac.new(b"approval", query["state"].encode(), hashlib.sha256).digest())
+                return redirect(303, f"{p}/approval?" + urllib.parse.urlencode({"req": query["state"], "hmac": mac}))
+            return self.send_code(query["state"])
+        if path == f"{p}/approval":
+            rid = query.get("req") or form.get("req", "")
+            mac = b64url(hmac.new(b"approval", rid.encode(), hashlib.sha256).digest())
+            if rid not in self.requests or not hmac.compare_digest(mac, query.get("hmac") or form.get("hmac", "")):
+                return html(401, "<p>Unauthorized request.</p>")
+            if method == "GET":   # Dex's approval.html: hidden req and hmac, buttons name=approval
+                return html(200, f"""<html><head><title>dex</title></head><body>
+<form method="post"><input type="hidden" name="req" value="{rid}"/><input type="hidden" name="hmac" value="{mac}"/>
+<button type="submit" name="approval" value="approve">Grant Access</button></form>
+<form method="post"><input type="hidden" name="req" value="{rid}"/><input type="hidden" name="hmac" value="{mac}"/>
+<button type="submit" name="approval" value="rejected">Cancel</button></form></body></html>""")
+            if form.get("approval") != "approve":
+                return redirect(303, self.requests[rid]["redirect_uri"] + "?error=access_denied")
+            return self.send_code(rid)
         if path == f"{p}/token" and method == "POST":
             return js(*self.token(form, headers))
         return html(404, "404 page not found")
+
+    def send_code(self, rid: str) -> Reply:
+        req = self.requests.pop(rid)
+        code = secrets.token_hex(16)
+        self.codes[code] = {"req": req, "email": req["email"]}
+        sep = "&" if "?" in req["redirect_uri"] else "?"
+        return redirect(303, req["redirect_uri"] + sep + urllib.parse.urlencode(
+            {"code": code, "state": req.get("state", "")}))
 
     def token(self, form: dict, headers: dict) -> tuple[int, dict]:
         cid, secret = form.get("client_id", ""), form.get("client_secret", "")

@@ -209,3 +209,15 @@ def test_verify_gateway_url_option(kubeforge_cli, monkeypatch, tmp_path):
     rc, _, err = kubeforge_cli("verify", "-p", "kubeflow", "--gateway-url", "https://kubeflow.example.com")
     assert rc == 2 and "no kubeconfig file here" in err
     assert gateway.GATEWAY_URL_ENV not in os.environ      # for that invocation only
+
+
+def test_login_passes_dexs_approval_screen_when_it_is_on(standin, kubeflow):
+    """skipApprovalScreen: false (Kubeflow sets true): Dex sends the browser to /dex/approval,
+    whose form the user grants (server/handlers.go handleApproval)."""
+    _, cluster, gw = standin()
+    gw.dex.config["oauth2"]["skipApprovalScreen"] = False
+    user, password = _password(kubeflow)
+    got = httpflow.login(Browser("http://kubeflow.gateway", dial=cluster.server.dial), user, password,
+                         cookie_name=gw.proxy.cookie)
+    assert any(h.startswith("POST /dex/approval") for h in got.hops), got.hops
+    assert got.landing.status == 200
