@@ -341,8 +341,10 @@ def login(browser: Browser, email: str, password: str, *, start: str = "/", dex_
     """Log in as a Dex static user through the gateway; returns once the session cookie is set and
     the start page answered 200 with it. FlowError(step, ...) otherwise."""
     mark = len(browser.history)
+    before = set(browser.cookies.names())
 
-    # 1. The gateway sends an anonymous browser to oauth2-proxy: its sign-in page or a redirect.
+    # 1. The gateway sends an anonymous browser to oauth2-proxy: its sign-in page, or (with
+    #    skip_provider_button) straight on to Dex with the CSRF cookie already set.
     first = browser.request("GET", start, step="gateway")
     if first.status == 200:
         raise FlowError("gateway", f"GET {start} answered 200 without a session: the gateway does not send "
@@ -358,9 +360,11 @@ def login(browser: Browser, email: str, password: str, *, start: str = "/", dex_
         begin = browser.url(form.action) + "?" + urllib.parse.urlencode(form.inputs)
 
     # 2. oauth2-proxy's start: it sets its CSRF cookie and redirects to Dex.
-    before = set(browser.cookies.names())
-    to_dex = browser.follow("GET", begin, step="oauth2-proxy start",
-                            stop=lambda r: bool(r.location) and _is_under(r.location, dex_prefix))
+    if _is_under(begin, dex_prefix):
+        to_dex = first
+    else:
+        to_dex = browser.follow("GET", begin, step="oauth2-proxy start",
+                                stop=lambda r: bool(r.location) and _is_under(r.location, dex_prefix))
     if not (to_dex.status in REDIRECTS and to_dex.location and _is_under(to_dex.location, dex_prefix)):
         raise FlowError("oauth2-proxy start", f"{to_dex.brief()}: expected a redirect to Dex under {dex_prefix}")
     if not to_dex.location.startswith(browser.origin + "/"):

@@ -221,3 +221,15 @@ def test_login_passes_dexs_approval_screen_when_it_is_on(standin, kubeflow):
                          cookie_name=gw.proxy.cookie)
     assert any(h.startswith("POST /dex/approval") for h in got.hops), got.hops
     assert got.landing.status == 200
+
+
+def test_login_when_oauth2_proxy_skips_its_sign_in_page(standin, kubeflow):
+    """skip_provider_button = true: the gateway's first answer is oauth2-proxy's 302 to Dex, with
+    the CSRF cookie on it (oauthproxy.go Proxy -> doOAuthStart)."""
+    _, cluster, gw = standin()
+    gw.proxy.cfg["skip_provider_button"] = True
+    user, password = _password(kubeflow)
+    got = httpflow.login(Browser("http://kubeflow.gateway", dial=cluster.server.dial), user, password,
+                         cookie_name=gw.proxy.cookie)
+    assert got.hops[0].startswith("GET / -> 302 /dex/auth") and got.landing.status == 200
+    assert not any("/oauth2/start" in h for h in got.hops)
