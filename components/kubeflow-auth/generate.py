@@ -23,6 +23,7 @@ import re
 import uuid
 
 from kubeforge.errors import KubeforgeError
+from kubeforge.login import password_secret
 
 DEFAULT_ISSUER = "http://dex.auth.svc.cluster.local:5556/dex"
 DEX_KEYS_IN_CLUSTER = "http://dex.auth.svc.cluster.local:5556/dex/keys"
@@ -36,11 +37,6 @@ NONROOT = 65532
 _FILE = "components/kubeflow-auth/component.yaml"
 # A namespace that names this component in user-facing messages (for a stable userID).
 _USER_NS = uuid.UUID("6f1b1d2e-6a55-4f0e-9b7e-6b7562656672")
-
-
-def password_secret(email: str) -> str:
-    """The per-install secret holding a static user's first login password."""
-    return f"dex-password-{email}"
 
 
 def password_env(index: int) -> str:
@@ -159,10 +155,10 @@ def transform(objs, ctx):
     sec.pop("stringData", None)
     sec["data"] = {"client-id": _b64(CLIENT_ID), "client-secret": _b64(client_secret),
                    "cookie-secret": _b64(ctx.secret("oauth2-proxy-cookie-secret"))}
-    cfg = _require(_find(objs, "ConfigMap", "oauth2-proxy", "oauth2-proxy", prefix=True),
-                   "ConfigMap oauth2-proxy/oauth2-proxy-* (oauth2_proxy.cfg)")
-    if "oauth2_proxy.cfg" in cfg.get("data", {}):
-        cfg["data"]["oauth2_proxy.cfg"] = _set_cfg(cfg["data"]["oauth2_proxy.cfg"], "oidc_issuer_url", auth.issuer)
+    cfg = _require(next((o for o in objs if o.get("kind") == "ConfigMap"
+                         and "oauth2_proxy.cfg" in (o.get("data") or {})), None),
+                   "the ConfigMap of oauth2_proxy.cfg")
+    cfg["data"]["oauth2_proxy.cfg"] = _set_cfg(cfg["data"]["oauth2_proxy.cfg"], "oidc_issuer_url", auth.issuer)
     params = _require(_find(objs, "ConfigMap", "oauth2-proxy-parameters", "oauth2-proxy", prefix=True),
                       "ConfigMap oauth2-proxy/oauth2-proxy-parameters-*")
     params["data"]["FORCE_HTTPS"] = "true" if ctx.values.get("secureCookies") else "false"
