@@ -237,12 +237,17 @@ HEALTH_KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "dae
 
 
 def health_objects(health: dict) -> list[dict]:
-    """component.yaml `health` (crds: [names]; deployments, statefulsets, daemonsets: ["ns/name"])
-    as the object stubs the checks below select by."""
+    """component.yaml `health` (crds: [names]; deployments, statefulsets, daemonsets: ["ns/name"];
+    webhooks: ["MutatingWebhookConfiguration/name", ...], checked for a caBundle and ready
+    endpoints) as the object stubs the checks below select by."""
     out = [{"kind": "CustomResourceDefinition", "metadata": {"name": n}} for n in health.get("crds") or []]
     for key, kind in HEALTH_KINDS.items():
         out += [{"kind": kind, "metadata": {"namespace": ref.split("/", 1)[0], "name": ref.split("/", 1)[1]}}
                 for ref in health.get(key) or [] if "/" in ref]
+    for ref in health.get("webhooks") or []:
+        kind, _, name = ref.partition("/")
+        if kind in WEBHOOK_KINDS and name:
+            out.append({"kind": kind, "metadata": {"name": name}})
     return out
 
 

@@ -326,3 +326,30 @@ def test_injection_logic_names_each_missing_piece():
     wrong["spec"]["containers"][0]["env"][0]["value"] = "t0"     # an older probe's PodDefault
     assert "got 't0'" in nbk.injection_problems(wrong, pd, "nb")[0]
     assert nbk.injection_problems(None, pd, "nb") == ["the Notebook's pod is missing"]
+
+
+# -- component.yaml health -----------------------------------------------------------------
+@pytest.mark.parametrize("component", ["poddefaults", "notebooks", "volumes", "tensorboards"])
+def test_health_names_what_the_component_renders(kubeflow, component):
+    from kubeforge.verify.readiness import health_objects
+
+    pc = kubeflow.plan.components[component]
+    have = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
+            for o in kubeflow.components[component].objects}
+    stubs = health_objects(pc.component.health)
+    assert {s["kind"] for s in stubs} >= {"CustomResourceDefinition", "Deployment"}
+    for s in stubs:
+        assert (s["kind"], s["metadata"].get("namespace"), s["metadata"]["name"]) in have, s
+    # every Deployment and webhook configuration the component renders is named
+    named = {(s["kind"], s["metadata"]["name"]) for s in stubs}
+    for o in kubeflow.components[component].objects:
+        if o["kind"] in ("Deployment", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            assert (o["kind"], o["metadata"]["name"]) in named, o["metadata"]["name"]
+
+
+def test_health_webhooks_give_webhook_readiness_without_the_render(kubeflow):
+    from kubeforge.verify.readiness import derive
+
+    health = kubeflow.plan.components["volumes"].component.health
+    (hooks,) = [c for c in derive("volumes", [], health, chart_rendered=False) if c.name == "volumes/webhooks-ready"]
+    assert hooks.description.startswith("2 webhook configuration(s)")
