@@ -21,6 +21,8 @@ NAMESPACE = "kubeflow"
 # 1.36 is the tag containerd's own tests pull from ghcr.io/containerd/busybox.
 CACHE_IMAGE = "ghcr.io/containerd/busybox:1.36"
 FRONTEND_IMAGE = "ghcr.io/kubeflow/kfp-frontend"
+BUCKET = "mlpipeline"                     # sync.py's S3_BUCKET_NAME, pipeline-install-config's bucketName
+S3_SECRET = "mlpipeline-minio-artifact"   # object-store keys: kubeflow's admin, one per tenant namespace
 
 # KFP's third-party/argo objects (installs/cluster: minimal CRDs, controller RBAC, base: the
 # controller). group/kind/name; tests/render/test_pipelines.py builds KFP's Argo overlay on its
@@ -122,7 +124,7 @@ def transform(objects: list[dict], ctx) -> list[dict]:
     mysql_secret = _one(objects, "Secret", "mysql-secret")
     mysql_secret["stringData"] = {"username": external_db["user"] if external_db else "root",
                                   "password": ctx.secret("pipelines-mysql-password")}
-    s3_secret = _one(objects, "Secret", "mlpipeline-minio-artifact")
+    s3_secret = _one(objects, "Secret", S3_SECRET)
     s3_secret["stringData"] = {"accesskey": ctx.secret("pipelines-object-store-access-key"),
                                "secretkey": ctx.secret("pipelines-object-store-secret-key")}
     if not external_db:
