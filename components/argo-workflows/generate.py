@@ -45,7 +45,7 @@ def transform(objects, ctx):
 
 # KFP 2.16's third-party/argo/base patches, as data (workflow-controller-configmap-patch.yaml,
 # workflow-controller-deployment-patch.yaml).
-EXECUTOR = {"imagePullPolicy": "IfNotPresent",
+EXECUTOR_CONFIG = {"imagePullPolicy": "IfNotPresent",
             "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "allowPrivilegeEscalation": False,
                                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}}
 KEY_FORMAT = ("private-artifacts/{{workflow.namespace}}/{{workflow.name}}/{{workflow.creationTimestamp.Y}}/"
@@ -79,7 +79,7 @@ def _for_pipelines(objects, ctx) -> None:
         if o.get("kind") == "ConfigMap" and name == "workflow-controller-configmap":
             data = o.setdefault("data", None) or {}
             data["artifactRepository"] = json.dumps(artifact_repository(ctx), indent=2) + "\n"
-            data["executor"] = json.dumps(EXECUTOR, indent=2) + "\n"
+            data["executor"] = json.dumps(EXECUTOR_CONFIG, indent=2) + "\n"
             o["data"] = data
         if o.get("kind") == "Deployment" and name == "workflow-controller":
             spec = o["spec"]["template"]["spec"]

@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+import re
+
 from kubeforge.errors import KubeforgeError
 
 FILE = "components/pipelines/component.yaml"
@@ -72,8 +74,9 @@ def _drop(objects: list[dict], wanted: frozenset, what: str) -> list[dict]:
 
 
 def _one(objects: list[dict], kind: str, name: str) -> dict:
+    """The object `name`, or the one kustomize's generators named `name-<hash>`."""
     for o in objects:
-        if o["kind"] == kind and (o["metadata"]["name"] == name or o["metadata"]["name"].startswith(name + "-")):
+        if o["kind"] == kind and re.fullmatch(rf"{re.escape(name)}(-[a-z0-9]{{10}})?", o["metadata"]["name"]):
             return o
     raise KubeforgeError(f"pipelines: upstream renders no {kind} {name}", file=FILE, field="sources",
                          fix="update components/pipelines/generate.py for the new release")
