@@ -14,7 +14,7 @@ from kubeforge.model import Component, Repo, Source
 from kubeforge.paths import components_dir
 
 _KEYS = {"name", "version", "description", "namespaces", "requires", "after", "provides",
-         "conflicts", "requiresWhen", "kubernetes", "compat", "gpu", "sources", "values", "health",
+         "conflicts", "requiresWhen", "defaultsWhen", "kubernetes", "compat", "gpu", "sources", "values", "health",
          "helm", "notes", "valuesFromProfile", "secrets", "previous", "upgrade"}
 _SOURCE_KINDS = ("manifest", "kustomize", "helm")
 
@@ -108,6 +108,13 @@ def load_component(folder: Path, repos: dict[str, Any] | None = None, release: s
     locks = read_lock(folder / LOCK_NAME)
     k8s = raw.get("kubernetes") or {}
     values = raw.get("values") or {}
+    defaults_when = raw.get("defaultsWhen") or []
+    for i, rule in enumerate(defaults_when if isinstance(defaults_when, list) else [None]):
+        if not (isinstance(rule, dict) and set(rule) == {"enabled", "values"}
+                and isinstance(rule["enabled"], str) and isinstance(rule["values"], dict)):
+            raise KubeforgeError("each defaultsWhen entry is {enabled: COMPONENT, values: {...}}", file=file,
+                                 field=f"defaultsWhen[{i}]",
+                                 fix="e.g. defaultsWhen: [{enabled: kubeflow-auth, values: {multiUser: true}}]")
     return Component(
         name=raw["name"],
         version=raw["version"],
@@ -125,6 +132,7 @@ def load_component(folder: Path, repos: dict[str, Any] | None = None, release: s
         values_schema=values.get("schema") or {"type": "object", "additionalProperties": False},
         defaults=values.get("defaults") or {},
         requires_when=list(raw.get("requiresWhen") or []),
+        defaults_when=list(defaults_when),
         gpu=bool(raw.get("gpu", False)),
         health=raw.get("health") or {},
         raw=raw,

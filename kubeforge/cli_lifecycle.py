@@ -157,6 +157,11 @@ def register(app: typer.Typer) -> None:
         c = result.counts()
         echo(("dry run: " if dry_run else "") + ", ".join(f"{n} {a}" for a, n in sorted(c.items()))
              + (f"; lock: {summary['lock']} (pass it to kubeforge upgrade --from)" if summary.get("lock") else ""))
+        if result.ok and not dry_run:
+            from kubeforge.login import hints
+
+            for line in hints(rendered.plan, profile=profile):
+                echo(line)
         if not result.ok:
             if result.errors and dry_run:
                 raise CheckFailed(f"dry run: {len(result.errors)} object(s) refused by the API server "

@@ -1,5 +1,6 @@
-"""`kubeforge secrets path|list|get`: where an install's per-install secrets live, their names,
-and one value when asked for by name. Nothing secret is printed by any other command."""
+"""`kubeforge secrets path|list|get|set`: where an install's per-install secrets live, their names,
+and one value when asked for by name; `set` stores one the user holds (an external OIDC client
+secret). Nothing secret is printed by any other command."""
 from __future__ import annotations
 
 import json
@@ -57,3 +58,30 @@ def register(app: typer.Typer) -> None:
             known = ", ".join(store.names()) or "none yet: render or apply the profile first"
             raise KubeforgeError(f"no secret {name!r} in {store.path}", field="NAME", fix=f"one of: {known}")
         print(value)
+
+    @sec.command("set")
+    def set_cmd(profile: ProfileOpt, name: Annotated[str, typer.Argument(help="The secret's name.")]) -> None:
+        """Store a secret you hold (e.g. dex-oidc-connector-client-secret, Dex's client secret at your
+        OIDC provider), read from stdin (a prompt that does not echo on a terminal). Replaces an
+        existing value; a derived one (a bcrypt hash) cannot be set."""
+        import sys
+
+        plan, store = _store(profile)
+        from kubeforge.secrets import lookup
+
+        specs = {s.name: s for pc in plan.components.values() for s in pc.component.secrets.values()}
+        spec = lookup(specs, name, "?") if any(s.matches(name) for s in specs.values()) else None
+        if spec is None:
+            raise KubeforgeError(f"no enabled component of profile {profile} declares a secret {name!r}",
+                                 field="NAME", fix="one of: " + (", ".join(sorted(specs)) or "none"))
+        if spec.generate == "bcrypt":
+            raise KubeforgeError(f"{name} is derived (the bcrypt hash of {spec.source_of(name)})", field="NAME",
+                                 fix=f"set {spec.source_of(name)} instead; the hash follows on the next render")
+        if sys.stdin.isatty():
+            value = typer.prompt(f"value of {name}", hide_input=True)
+        else:
+            value = sys.stdin.read().rstrip("\n")
+        if not value:
+            raise KubeforgeError(f"no value given for {name}", field="stdin", fix=f"echo -n VALUE | kubeforge secrets set -p {profile} {name}")
+        store.put(name, value)
+        print(f"stored {name} in {store.path}", file=sys.stderr)

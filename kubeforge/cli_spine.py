@@ -220,6 +220,10 @@ def register(app: typer.Typer) -> None:
             f"validated against Kubernetes {plan.profile.kubernetesVersion}: {counts['warnings']} warning(s)"
         say(f"{n} objects from {len(rendered.components)} components in {len(files)} files under {out}, "
             f"{checked} ({time.perf_counter() - t0:.2f}s)")
+        from kubeforge.login import hints
+
+        for line in hints(plan, profile=profile):
+            say(line)
         if json_out:
             names = [name for wave in plan.waves for name in wave]
             print(json.dumps({

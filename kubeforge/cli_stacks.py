@@ -47,9 +47,13 @@ def register(app: typer.Typer) -> None:
         """Install or update an environment (`pulumi up` of its stack), progress per component."""
         from kubeforge.pulumi import automation
 
+        from kubeforge.login import hints
+
         prep = automation.prepare(project, env, kubeconfig=kubeconfig, backend=backend)
-        _finish(automation.run("up", prep, kubeconfig=kubeconfig, emit=_emit_to(json_out), verbose=verbose),
-                json_out)
+        result = automation.run("up", prep, kubeconfig=kubeconfig, emit=_emit_to(json_out), verbose=verbose)
+        _finish(result, json_out)
+        for line in hints(getattr(prep.target, "plan", None), env=env):
+            _emit_to(json_out)(line)
 
     @app.command("preview")
     def preview(env: EnvOpt, project: ProjectOpt = "platform", kubeconfig: KubeconfigOpt = None,

@@ -86,6 +86,9 @@ class Component:
     health: dict[str, Any]
     raw: dict[str, Any]                 # the component.yaml as loaded
     secrets: dict[str, Any] = field(default_factory=dict)   # name -> kubeforge.secrets.Spec
+    # Defaults that apply while another component is enabled (a multi-user overlay while
+    # kubeflow-auth is): [{"enabled": name, "values": {k: v}}]; the profile's values still win.
+    defaults_when: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def generate_py(self) -> Path | None:

@@ -35,6 +35,16 @@ def _validate_values(comp: Component, values: dict[str, Any], file: str) -> None
         raise KubeforgeError(e.message, file=file, field=field, fix=fix)
 
 
+def _defaults(comp: Component, enabled: list[str]) -> dict[str, Any]:
+    """The component's defaults, then each `defaultsWhen` rule whose component is enabled (in file
+    order): one component chooses its multi-user overlay by values, without a copy of it."""
+    out = comp.defaults
+    for rule in comp.defaults_when:
+        if rule["enabled"] in enabled:
+            out = deep_merge(out, rule["values"])
+    return out
+
+
 def _from_profile(comp: Component, profile: Profile, given: dict[str, Any], file: str) -> dict[str, Any]:
     """Values a component takes from the profile's global settings (`valuesFromProfile`), so one
     fact such as the MIG strategy is set once, in the profile."""
@@ -71,7 +81,8 @@ def make_plan(profile: Profile, catalog: dict[str, Component] | None = None, rel
         comp = catalog[name]
         given = profile.components[name].values
         _validate_values(comp, given, file)
-        values[name] = deep_merge(deep_merge(comp.defaults, _from_profile(comp, profile, given, file)), given)
+        values[name] = deep_merge(deep_merge(_defaults(comp, enabled), _from_profile(comp, profile, given, file)),
+                                  given)
 
     # Hard requirements: static plus value-dependent, all must be enabled.
     deps: dict[str, list[str]] = {}

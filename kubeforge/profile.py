@@ -83,6 +83,20 @@ def _email(v: str) -> str:
     return v.lower()
 
 
+_URL = re.compile(r"(https?)://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s?#]*)?")
+
+
+def _issuer_url(v: str, *, https: bool) -> str:
+    """An OIDC issuer: an absolute http(s) URL, compared by Dex, oauth2-proxy and Istio as a string,
+    so no trailing slash, query or fragment."""
+    m = _URL.fullmatch(v)
+    if not m or v.endswith("/"):
+        raise ValueError(f"{v!r} is not an issuer URL (e.g. https://login.example.com, no trailing '/')")
+    if https and m.group(1) != "https":
+        raise ValueError(f"{v!r}: an external OpenID provider's issuer is an https:// URL")
+    return v
+
+
 class StaticUser(_Strict):
     """A Dex static user. Its password is a per-install secret (`kubeforge secrets get`), never here."""
 
@@ -100,8 +114,13 @@ class ExternalOIDC(_Strict):
     secret set with `kubeforge secrets set`, never in the profile)."""
 
     issuer: str = Field(description="The provider's issuer URL, e.g. https://login.example.com")
-    clientID: str
+    clientID: str = Field(min_length=1)
     name: str = Field("External", description="The button label on Dex's login page.")
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        return _issuer_url(v, https=True)
 
 
 class Auth(_Strict):
@@ -111,6 +130,21 @@ class Auth(_Strict):
         "The OIDC issuer oauth2-proxy and Istio trust; Dex's in-cluster URL by default."))
     staticUsers: list[StaticUser] = Field(default_factory=list)
     externalOIDC: ExternalOIDC | None = None
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        return _issuer_url(v, https=False)
+
+    @field_validator("staticUsers")
+    @classmethod
+    def _unique_users(cls, v: list[StaticUser]) -> list[StaticUser]:
+        seen: set[str] = set()
+        for u in v:
+            if u.email in seen:
+                raise ValueError(f"static user {u.email!r} is declared twice")
+            seen.add(u.email)
+        return v
 
 
 class Tenant(_Strict):

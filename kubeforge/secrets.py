@@ -36,7 +36,7 @@ from typing import Any
 
 from kubeforge.errors import KubeforgeError
 
-GENERATORS = ("alnum", "hex", "base64", "bcrypt")
+GENERATORS = ("alnum", "hex", "base64", "bcrypt", "user")
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]*(\*)?")
 _ALNUM = string.ascii_letters + string.digits
 ENV_FILE = "KUBEFORGE_SECRETS"
@@ -93,7 +93,8 @@ def parse_specs(raw: Any, *, file: str) -> dict[str, Spec]:
                     bytes=int(body.get("bytes") or 0), of=str(body.get("of") or ""),
                     description=str(body.get("description") or ""))
         need = {"alnum": ("length", spec.length >= 16), "hex": ("bytes", spec.bytes >= 16),
-                "base64": ("bytes", spec.bytes >= 16), "bcrypt": ("of", bool(spec.of))}[gen]
+                "base64": ("bytes", spec.bytes >= 16), "bcrypt": ("of", bool(spec.of)),
+                "user": ("generate", True)}[gen]
         if not need[1]:
             raise KubeforgeError(f"a {gen} secret needs `{need[0]}`" + (" of at least 16" if gen != "bcrypt" else ""),
                                  file=file, field=f"{where}.{need[0]}",
@@ -153,14 +154,17 @@ def _bcrypt_matches(value: str, source: str) -> bool:
 # ---- stores -----------------------------------------------------------------------------------
 
 class Store:
-    """Name -> value. `writable` stores make what is missing; read-only ones report it."""
+    """Name -> value. `writable` stores make what is missing; read-only ones report it.
+    stand_in: throw-away values (counting a stack's resources): a secret the user sets
+    (`generate: user`) that is not set yet reads as a placeholder instead of an error."""
 
     writable = True
     where = "secrets"
 
-    def __init__(self, values: dict[str, str] | None = None):
+    def __init__(self, values: dict[str, str] | None = None, *, stand_in: bool = False):
         self._values: dict[str, str] = dict(values or {})
         self.added: list[str] = []
+        self.stand_in = stand_in
 
     def peek(self, name: str) -> str | None:
         return self._load().get(name)
@@ -183,6 +187,11 @@ class Store:
 
     def missing_fix(self) -> str:
         return "render it once with a writable store"
+
+    def set_fix(self, name: str) -> str:
+        """How the user sets a `generate: user` secret in this store."""
+        return (f"add {name} to the stack's kubeforge:secrets JSON object (`pulumi config get kubeforge:secrets`, "
+                f"then `pulumi config set --secret kubeforge:secrets '<the object with {name}>'`)")
 
     def _load(self) -> dict[str, str]:
         return self._values
@@ -268,6 +277,10 @@ class FileStore(Store):
     def missing_fix(self) -> str:
         return f"render or apply once to create it in {self.path}"
 
+    def set_fix(self, name: str) -> str:
+        return (f"run `kubeforge secrets set -p PROFILE {name}` (it reads the value from stdin and keeps it "
+                f"in {self.path})")
+
 
 class ConfigStore(Store):
     """The Pulumi stack's `kubeforge:secrets` (a JSON object): read-only inside the program."""
@@ -309,9 +322,11 @@ def store_for(profile: Any, path: str | os.PathLike | None = None) -> FileStore:
 # ---- what render uses ---------------------------------------------------------------------------
 
 def lookup(specs: dict[str, Spec], name: str, component: str) -> Spec:
-    for spec in specs.values():
-        if spec.matches(name):
-            return spec
+    """The spec of `name`: its own, else the most specific family (dex-password-hash-* before
+    dex-password-*, whose prefix it also has)."""
+    found = [spec for spec in specs.values() if spec.matches(name)]
+    if found:
+        return max(found, key=lambda s: (not s.name.endswith("*"), len(s.name)))
     raise KubeforgeError(f"generate.py asks for secret {name!r}, which the component does not declare",
                          file=f"components/{component}/component.yaml", field="secrets",
                          fix=f"declare it (or a family such as {name.rsplit('-', 1)[0]}-*) under secrets:")
@@ -325,6 +340,14 @@ def resolve(store: Store, specs: dict[str, Spec], name: str, component: str,
     if touched is not None:
         touched.add(name)
     current = store.peek(name)
+    if spec.generate == "user":
+        if current is not None:
+            return current
+        if getattr(store, "stand_in", False):
+            return f"stand-in-for-{name}"
+        raise KubeforgeError(f"{name} is a secret you set ({spec.description or 'kubeforge cannot make it'}), "
+                             f"and {store.where} has none", file=f"components/{component}/component.yaml",
+                             field=f"secrets.{name}", fix=store.set_fix(name))
     if spec.generate != "bcrypt":
         return current if current is not None else store.put(name, make(spec))
     source = resolve(store, specs, spec.source_of(name), component, touched)

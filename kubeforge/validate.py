@@ -61,6 +61,7 @@ RULES = {
     "namespace-scope": "namespaced objects name a namespace; cluster-scoped ones do not",
     "resources": "workload containers request CPU/memory (warning)",
     "allowlist-stale": "every allowlist entry still matches a finding",
+    "default-secret": "no object carries a known upstream default secret (components/_default_secrets.yaml)",
 }
 RULES.update(_monitoring_rules())
 
@@ -567,6 +568,7 @@ def validate(objects: list[dict], kubernetes_version: str, allowlist: Any = None
         object_ms.append((f"{ob.kind} {ob.namespace + '/' if ob.namespace else ''}{ob.name}",
                           1000 * (time.perf_counter() - t0)))
     _monitoring(objects, findings)
+    _default_secrets(objects, findings)
     _apply_allowlist(findings, entries, objects)
     return Report(k8s.version, len(objects), findings, time.perf_counter() - start, object_ms)
 
@@ -578,6 +580,14 @@ def _monitoring(objects: list, findings: list[Finding]) -> None:
 
     for severity, rule, message, obj, path in validate_monitoring.check(objects):
         _Object(obj, findings).add(severity, rule, message, path)
+
+
+def _default_secrets(objects: list, findings: list[Finding]) -> None:
+    """Upstream's published sample secrets, wherever a render could carry one (kubeforge.default_secrets)."""
+    from kubeforge import default_secrets
+
+    for rule, message, obj, path in default_secrets.check(objects):
+        _Object(obj, findings).add(ERROR, rule, message, path)
 
 
 def _apply_allowlist(findings: list[Finding], entries: list[AllowEntry], objects: list) -> None:
@@ -601,7 +611,8 @@ def _apply_allowlist(findings: list[Finding], entries: list[AllowEntry], objects
 
 
 # What a validation report depends on besides the objects: this code and the bundled schemas.
-_VALIDATION_CODE = ("validate.py", "schemas.py", "images.py", "validate_monitoring.py", "gpu/dcgm.py")
+_VALIDATION_CODE = ("validate.py", "schemas.py", "images.py", "validate_monitoring.py", "gpu/dcgm.py",
+                    "default_secrets.py")
 
 
 def validate_cached(rendered: Any, render_key: str, use_cache: bool = True, secrets: Any = None) -> tuple[Report, bool]:
@@ -618,8 +629,10 @@ def validate_cached(rendered: Any, render_key: str, use_cache: bool = True, secr
     kv = rendered.plan.profile.kubernetesVersion
     here = Path(__file__).parent
     h = hashlib.sha256(f"{render_key} {kv} {version('kubernetes-validate')}".encode())
+    from kubeforge.default_secrets import file_path as default_secrets_file
+
     allow = allowlist_file()
-    for p in [*(here / n for n in _VALIDATION_CODE), allow]:
+    for p in [*(here / n for n in _VALIDATION_CODE), allow, default_secrets_file()]:
         h.update(p.read_bytes() if p.exists() else b"-")
     used = {n: rc.secrets for n, rc in rendered.components.items() if rc.secrets}
     if used:   # the same render key renders other objects once the install's secrets change

@@ -40,6 +40,9 @@ class Target(NamedTuple):
     secure: bool = False
     upstream: str = ""                          # raw source id with upstream monitors instead
     netpol: tuple[int, ...] = ()                # the namespace isolates its pods: admit these ports
+    # kubeflow: isolated only in multi-user mode (kubeflow-namespace multiUser: upstream's
+    # NetworkPolicies); then admit these container ports.
+    netpol_multi_user: tuple[int, ...] = ()
     cluster_wide: bool = False                  # the monitor reaches every namespace (sidecars)
     dashboards: tuple[str, ...] = ()            # raw source ids of dashboards
 
@@ -55,9 +58,11 @@ TARGETS: dict[str, list[Target]] = {
     "knative-serving": [Target("knative-serving", upstream="knative-serving-monitors", netpol=(9090,),
                                dashboards=("knative-serving-dashboards",))],
     "kserve": [Target("kubeflow", selector={"control-plane": "kserve-controller-manager"}, ports=("https",),
-                      secure=True)],
-    "katib": [Target("kubeflow", selector={"katib.kubeflow.org/component": "controller"}, ports=("metrics",))],
-    "training-operator": [Target("kubeflow", selector={"app": "training-operator"}, ports=("monitoring-port",))],
+                      secure=True, netpol_multi_user=(8443,))],
+    "katib": [Target("kubeflow", selector={"katib.kubeflow.org/component": "controller"}, ports=("metrics",),
+                     netpol_multi_user=(8080,))],
+    "training-operator": [Target("kubeflow", selector={"app": "training-operator"}, ports=("monitoring-port",),
+                                 netpol_multi_user=(8080,))],
     # Argo 3.7.3 serves its metrics over TLS (a self-signed certificate) and ships no Service for
     # them: a PodMonitor on the controller's `metrics` port.
     "argo-workflows": [Target("argo", kind="PodMonitor", selector={"app": "workflow-controller"}, ports=("metrics",),
@@ -105,15 +110,30 @@ def _upstream(comp: str, t: Target, ctx: Any) -> list[dict]:
     return out
 
 
-def _netpol(t: Target) -> dict:
+def _netpol_ports(t: Target, ctx: Any) -> tuple[int, ...]:
+    kf = ctx.plan.components.get("kubeflow-namespace")
+    multi_user = t.namespace == "kubeflow" and kf is not None and kf.values.get("multiUser")
+    return t.netpol + (t.netpol_multi_user if multi_user else ())
+
+
+def _netpols(targets: list[tuple[str, Target]], ctx: Any) -> list[dict]:
+    """One policy per namespace, admitting every target's ports there."""
+    ports: dict[str, set[int]] = {}
+    for _, t in targets:
+        if _netpol_ports(t, ctx):
+            ports.setdefault(t.namespace, set()).update(_netpol_ports(t, ctx))
+    return [_netpol(ns, tuple(sorted(p))) for ns, p in sorted(ports.items())]
+
+
+def _netpol(namespace: str, ports: tuple[int, ...]) -> dict:
     """Admit kube-prometheus' Prometheus pods (in `monitoring`) on the metrics ports."""
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": NETPOL, "namespace": t.namespace},
+            "metadata": {"name": NETPOL, "namespace": namespace},
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
                      "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
                          "kubernetes.io/metadata.name": monitoring.NAMESPACE}},
                          "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
-                         "ports": [{"port": p, "protocol": "TCP"} for p in t.netpol]}]}}
+                         "ports": [{"port": p, "protocol": "TCP"} for p in ports]}]}}
 
 
 def _cluster_access(rules: list[dict]) -> list[dict]:
@@ -169,7 +189,7 @@ def generate(ctx: Any) -> list[dict]:
         out += _upstream(comp, t, ctx) if t.upstream else [_monitor(comp, t)]
     for ns in sorted({t.namespace for _, t in targets}):
         out += monitoring.access(ns, rules)
-    out += [_netpol(t) for _, t in targets if t.netpol]
+    out += _netpols(targets, ctx)
     if any(t.cluster_wide for _, t in targets):
         out += _cluster_access(rules)
     if targets:

@@ -131,7 +131,7 @@ def resolve(project: str, env: str, *, kubeconfig: str | None = None, need_clust
         from kubeforge.secrets import Store
 
         # Counting resources needs no real secrets: throw-away values, never stored or shown.
-        graph = stack_graph(target.plan, s, file=_rel(sfile), secrets=Store())
+        graph = stack_graph(target.plan, s, file=_rel(sfile), secrets=Store(stand_in=True))
         target.totals = {n: len(keys) + len(graph.charts.get(n, [])) for n, keys in graph.components.items()}
     return target
 
