@@ -328,3 +328,20 @@ def test_a_source_with_build_false_is_fetched_not_built(kubeflow):
     refs = next(s for s in srcs if not s.build)
     assert refs.repo.owner == "argoproj" and refs.repo.ref == "v3.7.3"
     assert dataclasses.replace(refs, build=True) != refs
+
+
+def test_default_secret_rule_fails_upstream_kfp_and_passes_kubeforges(kubeflow, upstream):
+    """Rule default-secret (components/_default_secrets.yaml) on upstream's unmodified KFP build,
+    on kubeforge's render, and on kubeforge's render with upstream's key planted back."""
+    import copy
+
+    full, _ = upstream
+    found = sorted((f.kind, f.name, f.path) for f in validate(copy.deepcopy(full), "1.34").errors
+                   if f.rule == "default-secret")
+    assert found == [("Secret", "mlpipeline-minio-artifact", "stringData.accesskey"),
+                     ("Secret", "mlpipeline-minio-artifact", "stringData.secretkey")]
+    ours = copy.deepcopy(_objs(kubeflow, "pipelines"))
+    assert [f for f in validate(ours, "1.34").errors if f.rule == "default-secret"] == []
+    _find(ours, "Secret", "mlpipeline-minio-artifact")["stringData"]["secretkey"] = "minio123"
+    assert [(f.name, f.path) for f in validate(ours, "1.34").errors if f.rule == "default-secret"] == [
+        ("mlpipeline-minio-artifact", "stringData.secretkey")]
