@@ -47,6 +47,15 @@ _KIND_RANK = {
 }
 _BUILTIN_RANK = 6
 CUSTOM_RANK = 10  # custom resources last: their CRDs and webhooks exist by then
+# Objects in a namespace that a custom resource's controller creates at runtime (a Kubeflow
+# Profile's namespace): after that custom resource.
+IN_CREATED_NAMESPACE_RANK = 11
+
+# A custom resource whose controller creates a namespace at runtime names it in this annotation
+# (components/kubeflow-profiles: a Profile creates the namespace of its name). What kubeforge
+# renders into that namespace is applied once it exists: render order, the stack graph's edge,
+# kubeforge apply's phase and wait, and teardown's wait all read it here.
+CREATES_NAMESPACE = "kubeforge.io/creates-namespace"
 
 # The phases of one install wave (kubeforge apply, an upgrade's apply and its report). Inside a wave
 # the order follows the object edges the Pulumi stack registers (kubeforge.pulumi.graph), so
@@ -56,8 +65,11 @@ CUSTOM_RANK = 10  # custom resources last: their CRDs and webhooks exist by then
 #   webhooks          webhook configurations and APIServices (after their backends)
 #                                                                          -> caBundle + endpoints
 #   custom-resources  what the stack orders after a controller, Service or webhook of its wave
+#                                                                          -> created namespaces exist
+#   in-created-namespaces  objects in the namespaces custom resources of the wave create
 CRDS, WORKLOADS, WEBHOOKS, CUSTOM_RESOURCES = "crds", "workloads", "webhooks", "custom-resources"
-APPLY_PHASES = (CRDS, WORKLOADS, WEBHOOKS, CUSTOM_RESOURCES)
+IN_CREATED_NAMESPACES = "in-created-namespaces"
+APPLY_PHASES = (CRDS, WORKLOADS, WEBHOOKS, CUSTOM_RESOURCES, IN_CREATED_NAMESPACES)
 _FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
 _GATE_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService")
 _SERVING_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Service")
@@ -79,11 +91,22 @@ def kind_rank(obj: dict[str, Any]) -> int:
     return _KIND_RANK.get(obj.get("kind", ""), _BUILTIN_RANK)
 
 
-def apply_phase(obj: dict[str, Any], dep_kinds: list[str] | tuple[str, ...] | None = None) -> str:
+def created_namespace(obj: dict[str, Any]) -> str | None:
+    """The namespace this custom resource's controller creates at runtime (CREATES_NAMESPACE)."""
+    if not is_custom(obj):
+        return None
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(CREATES_NAMESPACE) or None
+
+
+def apply_phase(obj: dict[str, Any], dep_kinds: list[str] | tuple[str, ...] | None = None,
+                created: frozenset[str] | set[str] = frozenset()) -> str:
     """The phase of `obj` in its wave. dep_kinds: kinds of the objects of the same wave the stack's
     graph orders it after (edges to earlier waves are met by their wave's waits); None when the
-    edges are unknown (no plan): then every custom resource waits for its wave's controllers."""
+    edges are unknown (no plan): then every custom resource waits for its wave's controllers.
+    created: the namespaces custom resources of the same wave create (created_namespace)."""
     kind = obj.get("kind", "")
+    if (obj.get("metadata") or {}).get("namespace") in created:
+        return IN_CREATED_NAMESPACES
     if kind in _FIRST_KINDS and not is_custom(obj):
         return CRDS
     if kind in _GATE_KINDS and not is_custom(obj):
@@ -151,20 +174,30 @@ def sort_key(obj: dict[str, Any]) -> tuple:
     return (kind_rank(obj), obj.get("kind", ""), md.get("namespace", ""), md.get("name", ""))
 
 
+def _created_key(obj: dict[str, Any], created: set[str]) -> tuple:
+    key = sort_key(obj)
+    if created and (obj.get("metadata") or {}).get("namespace") in created and obj.get("kind") != "Namespace":
+        return (IN_CREATED_NAMESPACE_RANK, *key[1:])
+    return key
+
+
 def apply_order(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stable, deterministic apply order of a batch of objects: by rank, then kind and name, and
     among objects of one rank each after those it references (an Issuer before the Certificates
-    that name it). A reference to a lower rank holds by rank; one to a higher rank is not followed."""
-    ordered = sorted(objs, key=sort_key)
+    that name it). Objects in a namespace that a custom resource of the batch creates come after
+    every custom resource (created_namespace). A reference to a lower rank holds by rank; one to
+    a higher rank is not followed."""
+    created = {ns for o in objs if (ns := created_namespace(o))}
+    ordered = sorted(objs, key=lambda o: _created_key(o, created))
     refs = {i: r for i, o in enumerate(ordered) if (r := references(o))}
     if not refs:
         return ordered
     index = {identity(o): i for i, o in enumerate(ordered)}
     deps: dict[int, list[int]] = {}
     for i, rs in refs.items():
-        rank = kind_rank(ordered[i])
+        rank = _created_key(ordered[i], created)[0]
         deps[i] = [j for r in rs if (j := resolve(r, index)) is not None and j != i
-                   and kind_rank(ordered[j]) == rank]
+                   and _created_key(ordered[j], created)[0] == rank]
     out: list[dict[str, Any]] = []
     seen: set[int] = set()
 

@@ -7,6 +7,8 @@ stack's own object edges (kubeforge.pulumi.graph), each followed by a bounded wa
   workloads         all that needs nothing of its wave but those -> Deployments/StatefulSets/DaemonSets available
   webhooks          webhook configurations, APIServices          -> caBundle set, Service endpoints ready
   custom-resources  custom resources of the wave's controllers and webhooks
+                                                                 -> the namespaces they create exist
+  in-created-namespaces  what goes into those namespaces (a Profile's contributor bindings)
 Every object goes by server-side apply as field manager `kubeforge`; a field another manager owns
 is a conflict (reported) unless force_conflicts. Applying the same render again changes nothing
 (every object reports unchanged: the server keeps its resourceVersion), so a rerun after an
@@ -25,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kubeforge.errors import CheckFailed, KubeforgeError
-from kubeforge.ordering import APPLY_PHASES, apply_order, apply_phase
+from kubeforge.ordering import APPLY_PHASES, apply_order, apply_phase, created_namespace
 from kubeforge.verify.cluster import FIELD_MANAGER, ApiRejected
 
 PULUMI_MANAGER_PREFIX = "pulumi"
@@ -75,7 +77,9 @@ def plan_apply(rendered: Any, components: list[str] | None = None) -> list[WaveP
             continue
         phase_of: dict[str, str] = {}
         items: list[tuple[str, dict, str]] = []
-        for obj in apply_order([o for n in names for o in rendered.components[n].objects]):
+        batch = [o for n in names for o in rendered.components[n].objects]
+        created = {ns for o in batch if (ns := created_namespace(o))}
+        for obj in apply_order(batch):
             node = graph.nodes[object_key(obj)]
             deps = [graph.nodes[d] for d in node.deps]
             for d in deps:
@@ -88,7 +92,7 @@ def plan_apply(rendered: Any, components: list[str] | None = None) -> list[WaveP
             # Edges into waves already applied are met by their gates; so are edges to components
             # this run does not apply (an upgrade of some): they are installed.
             same = [d.kind for d in deps if wave_of[d.component] == i and d.component in names]
-            phase_of[node.key] = apply_phase(obj, same)
+            phase_of[node.key] = apply_phase(obj, same, created)
             items.append((node.component, obj, node.key))
         phases: dict[str, list[tuple[str, dict]]] = {p: [] for p in APPLY_PHASES}
         rank = {p: n for n, p in enumerate(APPLY_PHASES)}
@@ -285,6 +289,7 @@ class Applier:
             WORKLOAD_KINDS,
             apiservice_problems,
             crd_problems,
+            created_namespace_problems,
             live_webhook_problems,
             live_workload_problems,
         )
@@ -304,6 +309,10 @@ class Applier:
         if hooks:
             checks.append((f"{len(hooks)} webhook configuration(s) serving (caBundle set, endpoints ready)",
                            lambda: [p for k, n in hooks for p in live_webhook_problems(c, k, n)]))
+        made = [(_ref(o), ns) for o in objs if (ns := created_namespace(o))]
+        if made:
+            checks.append((f"{len(made)} namespace(s) their custom resources create", lambda: [
+                p for ref, ns in made for p in created_namespace_problems(ref, ns, c.get("v1", "Namespace", ns))]))
         apis = [o["metadata"]["name"] for o in objs if o["kind"] == "APIService"]
         if apis:
             checks.append((f"{len(apis)} APIService(s) Available", lambda: [
@@ -352,7 +361,8 @@ def _lost_connection(exc: Exception) -> bool:
 def _creates(rendered: Any, components: list[str] | None) -> dict[str, Any]:
     objs = [o for n, rc in rendered.components.items() if components is None or n in components
             for o in rc.objects]
-    return {"namespaces": {o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"},
+    return {"namespaces": {o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"}
+            | {ns for o in objs if (ns := created_namespace(o))},
             "crds": {(o["spec"]["group"], o["spec"]["names"]["kind"]): o["metadata"]["name"]
                      for o in objs if o["kind"] == "CustomResourceDefinition"}}
 

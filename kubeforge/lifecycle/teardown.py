@@ -3,7 +3,9 @@
 Order (the rules tests/lifecycle check for every profile):
   components in reverse plan order; for each component
     1. custom resources   - what it rendered plus, on a cluster, every instance of its CRDs, while
-                            its controllers still run so their finalizers complete;
+                            its controllers still run so their finalizers complete; it also waits
+                            for the namespaces they made to go (a Profile's, kubeforge.ordering.
+                            created_namespace), which their owner's deletion takes with it;
     2. webhooks           - its webhook configurations, including ones its controllers created at
                             runtime (found on the cluster by label, owner or backing Service), so no
                             admission call hangs on a Service about to go away;
@@ -23,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kubeforge.model import LABEL_COMPONENT, LABEL_PART_OF, PART_OF
-from kubeforge.ordering import apply_order, is_custom
+from kubeforge.ordering import apply_order, created_namespace, is_custom
 
 CUSTOM_RESOURCES, WEBHOOKS, WORKLOADS, NAMESPACES, CRDS, LEFTOVERS = (
     "custom-resources", "webhooks", "workloads", "namespaces", "crds", "verify-leftovers")
@@ -66,9 +68,12 @@ class Step:
     all_instances_of: list[tuple[str, str]] = field(default_factory=list)
     note: str = ""
     by_label: bool = False         # not rendered here: find the objects on the cluster by label
+    # not deleted, waited for: what goes with the objects (namespaces their controllers created)
+    awaits: list[Ref] = field(default_factory=list)
 
     def describe(self) -> list[str]:
         lines = [str(r) for r in self.objects]
+        lines += [f"{r} (goes with its owner)" for r in self.awaits]
         if self.by_label:
             lines.append(f"everything of this phase labelled {LABEL_COMPONENT}={self.component} on the cluster")
         for api, kind in self.all_instances_of:
@@ -117,8 +122,10 @@ def plan_teardown(rendered: Any, keep_crds: bool = False, components: list[str] 
         crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
         crs = [o for o in objs if is_custom(o)]
         # reverse apply order inside a phase: dependents go before what they depend on
+        made = [Ref("v1", "Namespace", ns) for o in crs if (ns := created_namespace(o))]
         steps.append(Step(name, CUSTOM_RESOURCES, [Ref.of(o) for o in reversed(apply_order(crs))],
-                          [k for c in crds for k in crd_kinds(c)], note=chart.strip(" ()"), by_label=by_label))
+                          [k for c in crds for k in crd_kinds(c)], note=chart.strip(" ()"), by_label=by_label,
+                          awaits=made))
         steps.append(Step(name, WEBHOOKS, [Ref.of(o) for o in objs if o["kind"] in WEBHOOK_KINDS],
                           note="plus webhook configurations its controllers created at runtime" + chart,
                           by_label=by_label))
@@ -304,7 +311,7 @@ class Executor:
     def run_step(self, step: Step) -> StepResult:
         res = StepResult(step.component, step.phase)
         refs = self.resolve(step)
-        waits = list(refs) + self._released_volumes(refs)
+        waits = list(refs) + self._released_volumes(refs) + [r for r in step.awaits if r not in refs]
         for r in refs:
             if self.cluster.delete(r.api_version, r.kind, r.name, r.namespace):
                 res.deleted += 1

@@ -265,21 +265,28 @@ def compat_gates(plan: Any) -> list[Blocker]:
 def upgrade_order(new: Side, changed: list[str]) -> list[dict[str, Any]]:
     """The waves and phases the upgrade applies: those of kubeforge apply (lifecycle/apply.py,
     from the stack graph) when the new side is a render; by kind alone otherwise."""
-    from kubeforge.ordering import APPLY_PHASES, apply_phase
+    from kubeforge.ordering import APPLY_PHASES, IN_CREATED_NAMESPACES, apply_phase, created_namespace
 
     if getattr(new, "rendered", None) is not None:
         from kubeforge.lifecycle.apply import plan_apply
 
+        # in-created-namespaces is listed only where it has objects (a wave with Profiles and what
+        # goes into their namespaces): most waves never have any.
         return [{"wave": wp.wave, "phase": phase, "components": wp.components, "objects": len(wp.phases[phase])}
-                for wp in plan_apply(new.rendered, changed) for phase in APPLY_PHASES]
+                for wp in plan_apply(new.rendered, changed) for phase in APPLY_PHASES
+                if phase != IN_CREATED_NAMESPACES or wp.phases[phase]]
     steps = []
     waves = new.plan.waves if new.plan is not None else [sorted(new.versions)]
     for i, wave in enumerate(waves):
         names = [n for n in wave if n in changed]
         if not names:
             continue
+        batch = [o for n in names for o in (new.objects or {}).get(n, [])]
+        created = {ns for o in batch if (ns := created_namespace(o))}
         for phase in APPLY_PHASES:
-            objs = [o for n in names for o in (new.objects or {}).get(n, []) if apply_phase(o) == phase]
+            objs = [o for o in batch if apply_phase(o, None, created) == phase]
+            if phase == IN_CREATED_NAMESPACES and not objs:
+                continue
             steps.append({"wave": i, "phase": phase, "components": names, "objects": len(objs)})
     return steps
 

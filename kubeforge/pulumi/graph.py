@@ -4,7 +4,9 @@ One Pulumi resource per rendered object. Besides the plan's component DAG (every
 on the components its component depends on), these object-level edges make Pulumi apply things
 when the API server can accept them and tear them down in the reverse order:
 
-- a namespaced object after its Namespace (when the stack creates it);
+- a namespaced object after its Namespace (when the stack creates it), or after the custom
+  resource whose controller creates that namespace at runtime (kubeforge.ordering.created_namespace:
+  a Kubeflow Profile, which carries a `pulumi.com/waitFor` for its controller's reconcile);
 - a custom resource after the CRD that defines it, after the controllers (Deployments,
   StatefulSets) of the component that defines the CRD, after the webhook configurations whose
   rules match it and after the workloads that serve those webhooks (admission and CRD
@@ -28,7 +30,7 @@ from typing import Any
 
 from kubeforge.errors import KubeforgeError
 from kubeforge.model import Rendered
-from kubeforge.ordering import identity, is_custom, kind_rank, references, resolve
+from kubeforge.ordering import created_namespace, identity, is_custom, kind_rank, references, resolve
 
 WAIT_FOR = "pulumi.com/waitFor"
 SKIP_AWAIT = "pulumi.com/skipAwait"
@@ -131,6 +133,7 @@ class _Index:
         self.accounts: dict[tuple[str, str], str] = {}
         self.webhooks: list[Node] = []
         self.identities = {identity(n.obj): n for n in nodes.values()}
+        created: dict[str, str] = {}
         for node in nodes.values():
             o, md = node.obj, node.obj.get("metadata", {})
             kind, ns = o.get("kind"), md.get("namespace", "")
@@ -150,6 +153,10 @@ class _Index:
                 self.accounts[(ns, md["name"])] = node.key
             elif kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
                 self.webhooks.append(node)
+            if (made := created_namespace(o)) is not None:
+                created.setdefault(made, node.key)
+        for ns, key in created.items():   # a Namespace the stack renders itself comes first
+            self.namespaces.setdefault(ns, key)
 
     def backends(self, ref: dict[str, Any] | None) -> list[str]:
         """Workloads behind a service reference {namespace, name}: the Service and what it selects."""

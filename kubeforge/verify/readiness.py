@@ -104,6 +104,17 @@ def apiservice_problems(name: str, live: dict | None) -> list[str]:
     return []
 
 
+def created_namespace_problems(owner: str, namespace: str, live: dict | None) -> list[str]:
+    """The namespace a custom resource's controller creates (kubeforge.ordering.created_namespace)
+    exists and is not terminating, so what kubeforge renders into it can be applied."""
+    if live is None:
+        return [f"namespace {namespace} does not exist yet (the controller of {owner} creates it)"]
+    terminating = (live.get("status") or {}).get("phase") == "Terminating"
+    if terminating or (live.get("metadata") or {}).get("deletionTimestamp"):
+        return [f"namespace {namespace} (of {owner}) is terminating"]
+    return []
+
+
 def ready_endpoint_count(slices: list[dict]) -> int:
     n = 0
     for s in slices:

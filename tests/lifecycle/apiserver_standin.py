@@ -26,7 +26,18 @@ Its notion of what is built in and what a webhook matches is its own (below), no
   create at runtime that rendered workloads mount: cert-manager writes each Certificate's Secret,
   istiod publishes the `istio-ca-root-cert` ConfigMap in every namespace;
 - deletion: finalizers block it; the namespace controller empties a terminating namespace; a
-  finalizer listed in `finalizer_controllers` is removed once its controller is available.
+  finalizer listed in `finalizer_controllers` is removed once its controller is available; the
+  garbage collector deletes what an object owns (ownerReferences by uid) once the owner is gone;
+- a STAND-IN for Kubeflow's profile controller (kubeflow/kubeflow v1.10.0
+  components/profile-controller, PROFILE_CONTROLLER below), while its Deployment is available:
+  each Profile gets its namespace (owned by it, annotated `owner`, labelled istio-injection and
+  the labels of the namespace-labels ConfigMap the controller mounts, Pod Security included), the
+  AuthorizationPolicy `ns-owner-access-istio`, the service accounts default-editor/default-viewer
+  with their RoleBindings, the owner's RoleBinding `namespaceAdmin`, the ResourceQuota
+  `kf-resource-quota` when the Profile asks for one, then the finalizer `profile-finalizer`; a
+  Profile whose namespace exists with another owner gets a Failed condition instead; a deleted
+  Profile loses the finalizer (and so, through the garbage collector, its namespace). With the
+  controller gone, a deleted Profile keeps its finalizer and its namespace stays.
 
 Simplifications, named so nobody mistakes them for Kubernetes: one node (a CPU node; gpu_node=True adds the GPU labels); lists whose items all
 carry a distinct `name` merge by name (listType=map: containers, env, ports, webhooks, ...), other
@@ -37,6 +48,8 @@ from __future__ import annotations
 
 import pickle
 from typing import Any
+
+import yaml
 
 from kubeforge.verify.cluster import ApiRejected
 
@@ -66,6 +79,8 @@ NODE_LABELS = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
 GPU_NODE_LABELS = {"feature.node.kubernetes.io/pci-10de.present": "true", "nvidia.com/gpu.present": "true"}
 CERT_MANAGER = ("cert-manager", "cert-manager")   # the controller that issues Certificates
 ISTIOD = ("istio-system", "istiod")                # publishes istio-ca-root-cert in every namespace
+PROFILE_CONTROLLER = ("kubeflow", "profiles-deployment")   # Kubeflow's profile controller (+ KFAM)
+PROFILE_FINALIZER = "profile-finalizer"
 
 
 def _copy(o: Any) -> Any:
@@ -596,6 +611,7 @@ class ApiServerStandIn:
         changed |= self._mark_api_services()
         changed |= self._issue_certificates()
         changed |= self._publish_istio_root_cert()
+        changed |= self._reconcile_profiles()
         changed |= self._finalize()
         return changed
 
@@ -696,6 +712,91 @@ class ApiServerStandIn:
                 changed = True
         return changed
 
+    # -- the profile controller (a stand-in; see the module docstring) ----------------------
+    def _namespace_labels(self) -> dict[str, str]:
+        """The labels the controller reads from the file its `namespace-labels` volume mounts."""
+        dep = self.store.get(("apps/v1", "Deployment", *PROFILE_CONTROLLER))
+        pod = self._template(dep).get("spec") or {}
+        for v in pod.get("volumes") or []:
+            if v.get("name") == "namespace-labels" and "configMap" in v:
+                cm = self.store.get(("v1", "ConfigMap", PROFILE_CONTROLLER[0], v["configMap"]["name"])) or {}
+                return {str(k): str(val) for k, val in
+                        (yaml.safe_load((cm.get("data") or {}).get("namespace-labels.yaml", "")) or {}).items()}
+        return {}
+
+    def _reconcile_profiles(self) -> bool:
+        if not self._available(*PROFILE_CONTROLLER):
+            return False
+        changed = False
+        for key, o in list(self.store.items()):
+            if key[1] != "Profile" or not key[0].startswith("kubeflow.org/"):
+                continue
+            md = o["metadata"]
+            fins = md.get("finalizers") or []
+            if "deletionTimestamp" in md:
+                if PROFILE_FINALIZER in fins:
+                    md["finalizers"] = [f for f in fins if f != PROFILE_FINALIZER]
+                    self._settle(key)
+                    changed = True
+                continue
+            changed |= self._reconcile_profile(key, o)
+        return changed
+
+    def _reconcile_profile(self, key, prof: dict) -> bool:
+        name, owner = prof["metadata"]["name"], ((prof.get("spec") or {}).get("owner") or {})
+        ns_key = ("v1", "Namespace", None, name)
+        ns = self.store.get(ns_key)
+        if ns is not None and (ns["metadata"].get("annotations") or {}).get("owner") != owner.get("name"):
+            msg = f"namespace already exist, but not owned by profile creator {owner.get('name')}"
+            return self._set_status(key, {"conditions": [{"type": "Failed", "message": msg}]})
+        ref = [{"apiVersion": prof["apiVersion"], "kind": "Profile", "name": name,
+                "uid": prof["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+        changed = False
+
+        def ensure(obj: dict) -> None:
+            nonlocal changed
+            md = obj["metadata"]
+            k = self.key(obj["apiVersion"], obj["kind"], md["name"], md.get("namespace"))
+            if k not in self.store:
+                md["ownerReferences"] = ref
+                self._create_runtime(obj, "profile-controller")
+                changed = True
+
+        labels = {"istio-injection": "enabled"}
+        for k, v in self._namespace_labels().items():   # setNamespaceLabels: '' removes the label
+            if v:
+                labels[k] = v
+            else:
+                labels.pop(k, None)
+        ensure({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "annotations": {"owner": owner.get("name")}, "labels": labels}})
+        who = {"user": owner.get("name"), "role": "admin"}
+        if self.namespaced("security.istio.io/v1beta1", "AuthorizationPolicy") is not None:
+            ensure({"apiVersion": "security.istio.io/v1beta1", "kind": "AuthorizationPolicy",
+                    "metadata": {"name": "ns-owner-access-istio", "namespace": name, "annotations": who},
+                    "spec": {"action": "ALLOW", "rules": [{"when": [{"key": "request.headers[kubeflow-userid]",
+                                                                     "values": [owner.get("name")]}]}]}})
+        for sa, role in (("default-editor", "kubeflow-edit"), ("default-viewer", "kubeflow-view")):
+            ensure({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": name}})
+            ensure({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                    "metadata": {"name": sa, "namespace": name},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                    "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": name}]})
+        ensure({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "namespaceAdmin", "namespace": name, "annotations": who},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubeflow-admin"},
+                "subjects": [owner]})
+        hard = ((prof.get("spec") or {}).get("resourceQuotaSpec") or {}).get("hard")
+        if hard:
+            ensure({"apiVersion": "v1", "kind": "ResourceQuota",
+                    "metadata": {"name": "kf-resource-quota", "namespace": name},
+                    "spec": prof["spec"]["resourceQuotaSpec"]})
+        fins = prof["metadata"].get("finalizers") or []
+        if PROFILE_FINALIZER not in fins:
+            self._controller_write(key, ("metadata", "finalizers"), [*fins, PROFILE_FINALIZER], "profile-controller")
+            changed = True
+        return changed
+
     def _finalize(self) -> bool:
         changed = False
         for key, o in list(self.store.items()):
@@ -739,6 +840,17 @@ class ApiServerStandIn:
         del self.store[k]
         for table in (self.fields, self.owners, self.ready_at, self.blocked, self.rolled):
             table.pop(k, None)
+        self._collect_garbage(o["metadata"].get("uid"))
+
+    def _collect_garbage(self, uid: str | None) -> None:
+        """The garbage collector (background propagation): what the removed object owned goes too."""
+        if not uid:
+            return
+        for kk, dep in list(self.store.items()):
+            if any(r.get("uid") == uid for r in dep["metadata"].get("ownerReferences") or []) and kk in self.store:
+                self.deleted.append(f"{kk[1]} {kk[3]} (garbage collected)")
+                self.store[kk]["metadata"]["deletionTimestamp"] = "now"
+                self._settle(kk)
 
     def patch(self, api, kind, name, namespace, body):
         k = self.key(api, kind, name, namespace)

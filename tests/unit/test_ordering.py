@@ -71,8 +71,8 @@ def test_crd_groups_are_custom(api, kind):
     assert is_custom(obj) and kind_rank(obj) == CUSTOM_RANK and apply_phase(obj) == "custom-resources"
 
 
-def test_apply_phases_are_crds_workloads_webhooks_custom_resources():
-    assert APPLY_PHASES == ("crds", "workloads", "webhooks", "custom-resources")
+def test_apply_phases_are_crds_workloads_webhooks_custom_resources_then_created_namespaces():
+    assert APPLY_PHASES == ("crds", "workloads", "webhooks", "custom-resources", "in-created-namespaces")
 
 
 def test_the_phase_follows_the_edges_of_the_wave():
