@@ -70,8 +70,13 @@ def _source(raw: dict[str, Any], comp: dict[str, Any], repos: dict[str, Any],
     if raw.get("raw") and kind != "manifest":
         raise KubeforgeError("only a manifest source can be raw (one file handed to generate.py)", file=file,
                              field=f"{where}.raw", fix="drop `raw:` or make it a manifest source")
+    build = raw.get("build", True)
+    if not isinstance(build, bool) or (not build and kind != "kustomize"):
+        raise KubeforgeError("`build:` is true or false, and false only on a kustomize source (a tree fetched "
+                             "for the remote references of the component's other sources)", file=file,
+                             field=f"{where}.build", fix="drop `build:` or make it `build: false` on a kustomize source")
     return Source(id=sid, kind=kind, repo=repo, path=raw.get("path", ""), root=raw.get("root", ""),
-                  sha256=sha, files=files, when=raw.get("when") or {}, raw=bool(raw.get("raw")))
+                  sha256=sha, files=files, when=raw.get("when") or {}, raw=bool(raw.get("raw")), build=build)
 
 
 def load_component(folder: Path, repos: dict[str, Any] | None = None, release: str | None = None) -> Component:

@@ -10,8 +10,9 @@ Where images are looked for (known locations, checked with the strict grammar be
   singular `container`) anywhere in an object: Pod templates of Deployment, DaemonSet, StatefulSet,
   ReplicaSet, Job, CronJob, Pod, and custom resources that embed containers (KServe
   ClusterServingRuntime/ServingRuntime incl. `workerSpec`, ClusterStorageContainer, Argo templates);
-  inside them also env values named `*_IMAGE` / `RELATED_IMAGE_*` and `--*image[=]VALUE` args
-  (cert-manager's `--acme-http01-solver-image=`, Argo's `--executor-image VALUE`);
+  inside them also env values named `*_IMAGE` / `RELATED_IMAGE_*` (an untagged `X_IMAGE` beside a
+  literal `X_TAG` is the pair, as KFP's profile controller composes them) and `--*image[=]VALUE`
+  args (cert-manager's `--acme-http01-solver-image=`, Argo's `--executor-image VALUE`);
 - any field whose name ends in "image" (Knative `Image` spec.image, `sidecar.istio.io/proxyImage`
   pod annotations, KServe's JSON `image`/`defaultJobImage`), and KServe's `image` +
   `defaultImageVersion` pairs;
@@ -221,11 +222,31 @@ def _container(c: dict, ctx: _Ctx) -> None:
     # `auto` is Istio's gateway-injection placeholder, replaced by the injector.
     if image != "auto" and parse_image(image):
         ctx.site(c, "image", image)
-    for env in c.get("env") or ():
-        if isinstance(env, dict) and _ENV_IMAGE.search(str(env.get("name", ""))) and _image_like(env.get("value")):
-            ctx.site(env, "value", env["value"])
+    envs = [e for e in c.get("env") or () if isinstance(e, dict)]
+    for env in envs:
+        if _ENV_IMAGE.search(str(env.get("name", ""))) and _image_like(env.get("value")):
+            if not _env_pair(env, envs, ctx):
+                ctx.site(env, "value", env["value"])
     for field in ("command", "args"):
         _flags(c.get(field), ctx)
+
+
+def _env_pair(env: dict, envs: list[dict], ctx: _Ctx) -> bool:
+    """`X_IMAGE` without a tag beside a literal `X_TAG` (KFP's profile controller composes
+    FRONTEND_IMAGE:FRONTEND_TAG): the pulled image is the pair; only `X_IMAGE` moves."""
+    name, value = str(env["name"]), env["value"]
+    if not name.upper().endswith("IMAGE"):
+        return False
+    tag_name = name[: -len("IMAGE")] + ("TAG" if name.isupper() else "tag")
+    tag = next((e.get("value") for e in envs if e.get("name") == tag_name), None)
+    ref = parse_image(value)
+    if not isinstance(tag, str) or ref is None or ref.tag or ref.digest or not parse_image(f"{value}:{tag}"):
+        return False
+    composed = f"{value}:{tag}"
+    new = ctx.fn(composed)
+    if new != composed:
+        _set_part(env, "value", value, new, f":{tag}", ctx)
+    return True
 
 
 def _flags(args, ctx: _Ctx) -> None:

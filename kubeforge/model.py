@@ -58,6 +58,8 @@ class Source:
     repo_url: str = ""                 # helm repository URL
     when: dict[str, Any] = field(default_factory=dict)   # values that select this source
     raw: bool = False                  # manifest: not parsed; generate.py reads it (ctx.source_bytes)
+    build: bool = True                 # kustomize: False = fetched only, for the remote references of
+                                       # the component's other sources (Pipelines' Argo bases), never built
 
 
 @dataclass

@@ -224,7 +224,7 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
         built: dict[str, list[dict]] = {}
         to_build = []
         for s in wanted:
-            if s.kind != "kustomize":
+            if s.kind != "kustomize" or not s.build:
                 continue
             bpath = cdir / "kustomize" / f"{_build_key(s)}.pickle"
             if use_cache and bpath.exists():
@@ -246,7 +246,7 @@ def render(plan: Plan, mirror: str | None = None, use_cache: bool = True,
             upstream: list[dict] = []
             files: dict[str, Path] = {}
             for s in selected_sources(pc):
-                if s.kind == "kustomize":
+                if s.kind == "kustomize" and s.build:
                     upstream += built[s.id]  # fresh objects: each source belongs to one component
                 elif s.kind == "manifest" and s.raw:
                     files[s.id] = paths[s.id]
