@@ -15,7 +15,7 @@ from kubeforge.verify.context import CheckContext
 
 REPO = Path(__file__).resolve().parents[2]
 # The web apps the checks probe, as components of the kubeflow profile.
-LAYER_APPS = ("central-dashboard", "notebooks", "volumes", "tensorboards")
+LAYER_APPS = ("central-dashboard", "notebooks", "volumes", "tensorboards", "pipelines")
 # Whose ClusterRoles the web apps' SubjectAccessReviews are decided by (aggregated into kubeflow-*).
 RBAC_COMPONENTS = ("kubeflow-roles", "kubeflow-auth", "notebooks", "volumes", "tensorboards")
 
@@ -108,7 +108,8 @@ def standin(kubeflow, checks):
 
     def make(bugs=(), issuer=K8S_ISSUER, tenants=None, apps=LAYER_APPS):
         roles = [o for n in RBAC_COMPONENTS for o in kubeflow.components[n].objects if o["kind"] == "ClusterRole"]
-        vss = [(n, o) for n in LAYER_APPS for o in kubeflow.components[n].objects if o["kind"] == "VirtualService"]
+        vss = [(n, o) for n in LAYER_APPS if n in kubeflow.components
+               for o in kubeflow.components[n].objects if o["kind"] == "VirtualService"]
         apiserver = ApiServer(roles, issuer=issuer)
         # The contributors' RoleBindings kubeforge renders (KFAM's shape), beside what the profile
         # controller makes (ApiServer.add_tenant).

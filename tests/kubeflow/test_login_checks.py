@@ -34,7 +34,9 @@ def test_kubeflow_profile_collects_the_login_checks_after_what_they_use(kubeflow
         needed_components("kubeflow-auth/anonymous-denied")
     assert {"kubeflow-profiles", "notebooks", "volumes", "tensorboards"} <= \
         needed_components("kubeflow-auth/tenant-matrix")
-    assert "pipelines" not in needed_components("kubeflow-auth/anonymous-denied")   # not enabled
+    assert ("pipelines" in needed_components("kubeflow-auth/anonymous-denied")) == \
+        ("pipelines" in kubeflow.plan.components)
+    assert "pipelines" not in needed_components("kubeflow-auth/tenant-matrix")   # not one of its APIs
 
 
 # -- 3: dex-login -------------------------------------------------------------------------------
@@ -83,11 +85,14 @@ def test_dex_login_without_the_password_in_the_store_says_where_to_look(standin,
 
 
 # -- 4: anonymous-denied ------------------------------------------------------------------------
-def test_anonymous_requests_are_turned_away(standin):
+def test_anonymous_requests_are_turned_away(standin, kubeflow):
     run, _, _ = standin()
     note = run("anonymous-denied")
-    # 4 apps x (UI + API) x (anonymous, forged header)
-    assert note.startswith("16 anonymous requests") and "all turned away" in note
+    apps = [a for a in ("central-dashboard", "notebooks", "volumes", "tensorboards", "pipelines")
+            if a in kubeflow.plan.components]
+    assert len(apps) >= 4
+    # each app: (its page, its API) x (anonymous, a forged kubeflow-userid header)
+    assert note.startswith(f"{4 * len(apps)} anonymous requests") and "all turned away" in note
 
 
 def test_a_web_app_answering_anonymous_callers_fails(standin):
@@ -112,7 +117,8 @@ def test_a_gateway_that_trusts_a_forged_userid_header_fails(standin):
 
 def test_anonymous_check_covers_only_enabled_apps(standin):
     run, _, _ = standin(apps=("central-dashboard", "notebooks"))
-    assert run("anonymous-denied").startswith("8 anonymous requests to central dashboard, notebooks")
+    assert run("anonymous-denied") == ("8 anonymous requests to central dashboard, notebooks (Jupyter web app): "
+                                       "all turned away")
 
 
 # -- 5: tenant-matrix ---------------------------------------------------------------------------
