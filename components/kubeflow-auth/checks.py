@@ -35,16 +35,19 @@ def _matrix_needs(plan):
     return True
 
 
-def _retry(ctx, what, attempt, timeout=180):
-    """attempt() until it stops failing for a reason that can pass (a 5xx or an unanswered request:
-    a pod still starting); any other failure is final at once."""
+def _retry(ctx, what, new_browser, attempt, timeout=180):
+    """attempt(browser) with a fresh browser until it stops failing for a reason that can pass: no
+    HTTP answer or a 5xx last (a pod still starting, a route not programmed yet). Any other
+    failure is final at once."""
     from kubeforge.verify.httpflow import FlowError
 
     def probe():
+        b = new_browser()
         try:
-            return attempt()
+            return attempt(b)
         except FlowError as exc:
-            if "no HTTP answer" in exc.detail or " -> 50" in exc.detail:
+            last = b.history[-1].status if b.history else 0
+            if "no HTTP answer" in exc.detail or last >= 500:
                 raise NotYet(str(exc)) from None
             raise
     return ctx.wait(what, probe, timeout=timeout, interval=5)
@@ -68,8 +71,7 @@ def dex_login(ctx):
     cookie = oauth2_proxy_config(ctx.objects).get("cookie_name") or "_oauth2_proxy"
     new_browser = gateway.browsers(ctx)
 
-    def attempt():
-        b = new_browser()
+    def attempt(b):
         got = httpflow.login(b, user, password, cookie_name=cookie)
         if "Kubeflow Central Dashboard" not in httpflow.Page(got.landing.text).title:
             raise httpflow.FlowError("session", f"{got.landing.brief()} is not the central dashboard "
@@ -84,7 +86,7 @@ def dex_login(ctx):
             raise httpflow.FlowError("dashboard identity", f"{env.brief()}: the dashboard sees user {seen!r}, "
                                                            f"expected {user} (kubeflow-userid from the Dex token)")
         return got
-    got = _retry(ctx, f"{user} to log in", attempt)
+    got = _retry(ctx, f"{user} to log in", new_browser, attempt)
     return f"{user} logged in ({len(got.hops)} requests); cookie {got.cookie}; the dashboard sees {user}"
 
 

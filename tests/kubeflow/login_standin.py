@@ -167,6 +167,7 @@ class Dex:
         self.signer = Signer(self.issuer)
         self.requests: dict[str, dict] = {}
         self.codes: dict[str, dict] = {}
+        self._verdicts: dict[tuple[str, bytes], bool] = {}
         # (id, name) of connectors beside the password DB (config `connectors:`, e.g. an external
         # OIDC provider); with any, /auth shows Dex's login page (login.html) instead of redirecting.
         self.extra_connectors = [(c["id"], c.get("name", c["id"])) for c in self.config.get("connectors") or []]
@@ -208,7 +209,7 @@ class Dex:
                 return self.form(here)
             user, password = form.get("login", "").lower(), form.get("password", "")
             hashed = self.users.get(user)
-            if hashed is None or not bcrypt.checkpw(password.encode(), hashed):
+            if hashed is None or not self._checkpw(password, hashed):
                 return self.form(here, form.get("login", ""), invalid=True)
             req["email"] = user
             if not (self.config.get("oauth2") or {}).get("skipApprovalScreen"):
@@ -232,6 +233,14 @@ class Dex:
         if path == f"{p}/token" and method == "POST":
             return js(*self.token(form, headers))
         return html(404, "404 page not found")
+
+    def _checkpw(self, password: str, hashed: bytes) -> bool:
+        """bcrypt's verdict, remembered per (password, hash): a retrying check logs in many times
+        and each bcrypt (cost 12) takes a quarter second."""
+        key = (hashlib.sha256(password.encode()).hexdigest(), hashed)
+        if key not in self._verdicts:
+            self._verdicts[key] = bcrypt.checkpw(password.encode(), hashed)
+        return self._verdicts[key]
 
     def send_code(self, rid: str) -> Reply:
         req = self.requests.pop(rid)
@@ -446,9 +455,13 @@ class WebApps:
     def __init__(self, api: ApiServer, bugs: set[str]):
         self.api = api
         self.bugs = bugs
+        self.unavailable: dict[str, int] = {}   # app -> how many more requests answer 503
 
     def handle(self, backend: str, path: str, headers: dict) -> Reply:
         user = headers.get("kubeflow-userid")
+        if backend == "central-dashboard" and self.unavailable.get(backend, 0) > 0:
+            self.unavailable[backend] -= 1      # its pod not ready yet: Envoy has no healthy upstream
+            return 503, [("Content-Type", "text/plain")], b"no healthy upstream"
         if backend == "central-dashboard":
             if path.startswith("/api/workgroup/env-info"):
                 return js(200, {"user": user or "anonymous@kubeflow.org", "platform": {}, "namespaces": [],
@@ -611,7 +624,7 @@ class Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def dial(self) -> socket.socket:

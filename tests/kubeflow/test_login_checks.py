@@ -187,3 +187,13 @@ def test_matrix_names_the_apps_it_skipped(standin):
     run, _, _ = standin(apps=("central-dashboard", "notebooks", "volumes"))
     note = run("tenant-matrix")
     assert note.startswith("12 requests") and note.endswith("not enabled, skipped: TensorBoards web app")
+
+
+def test_dex_login_waits_for_a_dashboard_still_starting(standin):
+    run, _, gw = standin()
+    gw.apps.unavailable["central-dashboard"] = 2      # two logins land on a 503, the third gets through
+    assert "logged in" in run("dex-login")
+    gw.apps.unavailable["central-dashboard"] = 10 ** 6
+    with pytest.raises(CheckError) as err:
+        run("dex-login")
+    assert str(err.value).startswith("timed out waiting for alice@example.com to log in: session: GET / -> 503")
