@@ -35,6 +35,10 @@ def _matrix_needs(plan):
     return True
 
 
+def _apps_needs(plan):
+    return True if any(a in plan.components for a in WEB_APP_COMPONENTS) else "no Kubeflow web app is enabled"
+
+
 def _retry(ctx, what, new_browser, attempt, timeout=180):
     """attempt(browser) with a fresh browser until it stops failing for a reason that can pass: no
     HTTP answer or a 5xx last (a pod still starting, a route not programmed yet). Any other
@@ -90,15 +94,13 @@ def dex_login(ctx):
     return f"{user} logged in ({len(got.hops)} requests); cookie {got.cookie}; the dashboard sees {user}"
 
 
-@check("anonymous-denied", timeout=240, uses=WEB_APP_COMPONENTS)
+@check("anonymous-denied", timeout=240, when=_apps_needs, uses=WEB_APP_COMPONENTS)
 def anonymous_denied(ctx):
     """Every enabled web app answers an anonymous request, and one forging kubeflow-userid, with 302/401/403."""
     from kubeforge.verify import gateway
     from kubeforge.verify.kubeflow import USERID_HEADER, denied_problem, enabled_apps
 
     apps = enabled_apps(ctx.plan)
-    if not apps:
-        return "no Kubeflow web app is enabled"
     tenants = ctx.profile.kubeflow.tenants
     ns = tenants[0].name if tenants else "kubeflow"
     forged = {USERID_HEADER: tenants[0].owner if tenants else "admin@example.com"}

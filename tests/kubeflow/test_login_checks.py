@@ -165,6 +165,8 @@ def test_an_untrusted_token_issuer_is_named(standin):
 def test_checks_skip_with_their_reason_when_the_profile_cannot_run_them(kubeflow):
     from kubeforge.verify.checks import component_checks
 
+    WEB_APP_COMPONENTS = ("central-dashboard", "notebooks", "volumes", "tensorboards", "pipelines")
+
     def skips(profile, without=()):
         plan = types.SimpleNamespace(profile=profile, components={
             n: pc for n, pc in kubeflow.plan.components.items() if n not in without})
@@ -176,6 +178,7 @@ def test_checks_skip_with_their_reason_when_the_profile_cannot_run_them(kubeflow
     assert skips(one)["tenant-matrix"] == "the profile declares 1 tenant(s) in kubeflow.tenants; A-against-B needs two"
     assert skips(real, ("notebooks", "volumes", "tensorboards"))["tenant-matrix"] == \
         "none of notebooks, volumes, tensorboards is enabled: no tenant API to try"
+    assert skips(real, WEB_APP_COMPONENTS)["anonymous-denied"] == "no Kubeflow web app is enabled"
     assert skips(real, ("central-dashboard",))["dex-login"] == \
         "the central dashboard is not enabled: nothing to log in to"
     nobody = real.model_copy(update={"kubeflow": real.kubeflow.model_copy(
