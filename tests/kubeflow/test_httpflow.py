@@ -233,3 +233,46 @@ def test_login_when_oauth2_proxy_skips_its_sign_in_page(standin, kubeflow):
                          cookie_name=gw.proxy.cookie)
     assert got.hops[0].startswith("GET / -> 302 /dex/auth") and got.landing.status == 200
     assert not any("/oauth2/start" in h for h in got.hops)
+
+
+# -- the two live calls the checks add to kubeforge.verify.cluster ---------------------------------
+def test_cluster_token_request_and_port_forward_calls(monkeypatch):
+    """What Cluster sends the kubernetes client: a TokenRequest for the named ServiceAccount, and a
+    port-forward to the named pod and port, one per dial (no live API server here)."""
+    import types
+
+    from kubernetes import client, stream
+
+    from kubeforge.verify.cluster import Cluster
+
+    seen = {}
+
+    def create_token(self, name, namespace, body):
+        seen["token"] = (name, namespace, body)
+        return types.SimpleNamespace(status=types.SimpleNamespace(token="eyJ.tok.en"))
+
+    class PF:
+        def __init__(self, port):
+            self.port = port
+
+        def socket(self, port):
+            assert port == self.port
+            return f"socket-{port}"
+
+    def portforward(method, pod, namespace, ports):
+        seen.setdefault("pf", []).append((method.__name__, pod, namespace, ports))
+        return PF(int(ports))
+
+    monkeypatch.setattr(client.CoreV1Api, "create_namespaced_service_account_token", create_token)
+    monkeypatch.setattr(stream, "portforward", portforward)
+    c = Cluster.__new__(Cluster)
+    c.api = client.ApiClient()
+    assert c.service_account_token("team-a", "default-editor") == "eyJ.tok.en"
+    name, ns, body = seen["token"]
+    assert (name, ns) == ("default-editor", "team-a")
+    assert body == {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                    "spec": {"expirationSeconds": 600}}
+    dial = c.pod_dialer("istio-system", "istio-ingressgateway-1", 8080)
+    assert "pf" not in seen                                  # nothing opened until a connection is made
+    assert dial() == "socket-8080" and dial() == "socket-8080"
+    assert seen["pf"] == [("connect_get_namespaced_pod_portforward", "istio-ingressgateway-1", "istio-system", "8080")] * 2
