@@ -70,8 +70,10 @@ def dex_login(ctx):
     password = store.peek(password_secret(user))
     if password is None:
         raise CheckError(f"the install's secrets store {store.where} has no {password_secret(user)!r}: "
-                         "run verify with the secrets file of the install (--secrets FILE or "
-                         "$KUBEFORGE_SECRETS; a Pulumi stack: pulumi config get kubeforge:secrets)")
+                         "run verify with the secrets file of the install (kubeforge --secrets FILE verify, "
+                         "or $KUBEFORGE_SECRETS); for a Pulumi stack, `pulumi config get kubeforge:secrets "
+                         "--stack ENV > FILE` (a JSON object, which the store reads; chmod 600, outside the "
+                         "checkout)")
     cookie = oauth2_proxy_config(ctx.objects).get("cookie_name") or "_oauth2_proxy"
     new_browser = gateway.browsers(ctx)
 

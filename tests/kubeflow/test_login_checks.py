@@ -200,3 +200,24 @@ def test_dex_login_waits_for_a_dashboard_still_starting(standin):
     with pytest.raises(CheckError) as err:
         run("dex-login")
     assert str(err.value).startswith("timed out waiting for alice@example.com to log in: session: GET / -> 503")
+
+
+def test_dex_login_reads_a_pulumi_stacks_secrets_exported_as_json(standin, kubeflow, tmp_path, monkeypatch):
+    """The fix the check's message gives for a Pulumi stack: the stack's kubeforge:secrets (a JSON
+    object) written to a file and named with --secrets / $KUBEFORGE_SECRETS."""
+    import json
+    import os
+
+    values = store_for(kubeflow.plan.profile).values()
+    exported = tmp_path / "stack-secrets.json"
+    fd = os.open(exported, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(values, f)
+    run, _, _ = standin()
+    empty = tmp_path / "no-secrets-here"
+    empty.mkdir(mode=0o700)
+    monkeypatch.setenv("KUBEFORGE_SECRETS_DIR", str(empty))      # the profile's own file is not there
+    with pytest.raises(CheckError):
+        run("dex-login")
+    monkeypatch.setenv("KUBEFORGE_SECRETS", str(exported))
+    assert "logged in" in run("dex-login")
