@@ -3,6 +3,8 @@
 - dex-login: a Dex static user logs in through the real flow (oauth2-proxy's sign-in, Dex's
   password form, the callback and its cookie) and the session reaches the central dashboard,
   which sees that user;
+- session-tenancy: that session lists notebooks in the tenants the user owns or contributes
+  to, and is refused (403) in the others: the web apps authorise the person the Dex token names;
 - anonymous-denied: every enabled web app turns an anonymous caller away (302/401/403), also
   one that forges the `kubeflow-userid` header;
 - tenant-matrix: machine-to-machine calls with the tenants' `default-editor` service-account
@@ -57,9 +59,9 @@ def _retry(ctx, what, new_browser, attempt, timeout=180):
     return ctx.wait(what, probe, timeout=timeout, interval=5)
 
 
-@check("dex-login", timeout=300, when=_login_needs, uses=("central-dashboard",))
-def dex_login(ctx):
-    """A Dex static user logs in through oauth2-proxy and Dex's form and reaches the central dashboard."""
+def _session(ctx, then=None):
+    """Log the first static user in through the gateway and check the dashboard sees them; then
+    then(browser, user) with the session, within the same retries. (login, what then returned)."""
     from kubeforge.login import password_secret
     from kubeforge.secrets import store_for
     from kubeforge.verify import gateway, httpflow
@@ -91,9 +93,55 @@ def dex_login(ctx):
         if seen != user:
             raise httpflow.FlowError("dashboard identity", f"{env.brief()}: the dashboard sees user {seen!r}, "
                                                            f"expected {user} (kubeflow-userid from the Dex token)")
-        return got
-    got = _retry(ctx, f"{user} to log in", new_browser, attempt)
+        return got, (then(b, user) if then else None)
+    return _retry(ctx, f"{user} to log in", new_browser, attempt)
+
+
+@check("dex-login", timeout=300, when=_login_needs, uses=("central-dashboard",))
+def dex_login(ctx):
+    """A Dex static user logs in through oauth2-proxy and Dex's form and reaches the central dashboard."""
+    got, _ = _session(ctx)
+    user = ctx.profile.kubeflow.auth.staticUsers[0].email
     return f"{user} logged in ({len(got.hops)} requests); cookie {got.cookie}; the dashboard sees {user}"
+
+
+def _session_tenancy_needs(plan):
+    login = _login_needs(plan)
+    if login is not True:
+        return login
+    if "notebooks" not in plan.components:
+        return "the notebooks web app is not enabled: no tenant API for a session to try"
+    if not plan.profile.kubeflow.tenants:
+        return "the profile declares no tenant in kubeflow.tenants"
+    return True
+
+
+@check("session-tenancy", timeout=300, when=_session_tenancy_needs,
+       uses=("central-dashboard", "kubeflow-profiles", "notebooks"))
+def session_tenancy(ctx):
+    """The logged-in user lists notebooks in the tenants they own or contribute to (200), not in the others (403)."""
+    from kubeforge.verify.kubeflow import WEB_APPS, judge_cell, matrix_failure
+
+    app = next(w for w in WEB_APPS if w.component == "notebooks")
+    user = ctx.profile.kubeflow.auth.staticUsers[0].email
+    cells_plan = [(t.name, 200 if user == t.owner or user in t.contributors else 403)
+                  for t in ctx.profile.kubeflow.tenants]
+
+    def then(b, user):
+        cells = []
+        for ns, want in cells_plan:
+            r = b.request("GET", app.api_path(ns), step=app.title, headers={"Accept": "application/json"})
+            if r.status >= 500:
+                raise NotYet(f"{app.title}: GET {app.api_path(ns)} -> {r.status} (not up yet)")
+            cells.append(judge_cell(app, user, ns, want, r.status, r.body))
+        return cells
+    _, cells = _session(ctx, then)
+    failure = matrix_failure(cells, [], {})
+    if failure:
+        raise CheckError(failure)
+    mine = [ns for ns, want in cells_plan if want == 200]
+    return (f"{user}'s session lists notebooks in {', '.join(mine) or 'no tenant'} and is refused in "
+            f"{', '.join(ns for ns, want in cells_plan if want == 403) or 'no other tenant'}")
 
 
 @check("anonymous-denied", timeout=240, when=_apps_needs, uses=WEB_APP_COMPONENTS)

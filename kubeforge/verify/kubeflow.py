@@ -135,7 +135,7 @@ def matrix_failure(cells: list[Cell], issuers: list[str], tokens: dict[str, str]
     bad = [c for c in cells if not c.ok]
     if not bad:
         return None
-    msg = f"{len(bad)} of {len(cells)} tenant-matrix requests went wrong: " + "; ".join(c.line() for c in bad)
+    msg = f"{len(bad)} of {len(cells)} requests went wrong: " + "; ".join(c.line() for c in bad)
     own_401 = [c for c in bad if c.want == 200 and c.got == 401]
     if own_401:
         iss = unverified_claims(tokens.get(own_401[0].caller, "")).get("iss", "?")

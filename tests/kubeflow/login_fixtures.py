@@ -102,11 +102,11 @@ class Clock:
 
 @pytest.fixture
 def standin(kubeflow, checks):
-    """standin(bugs=(), issuer=..., tenants=None, apps=LAYER_APPS) -> (run, cluster, gateway) where
+    """standin(bugs=(), issuer=..., tenants=None, apps=LAYER_APPS, profile=None) -> (run, cluster, gateway):
     run(check_name) runs that check against the stand-in and returns its note."""
     made = []
 
-    def make(bugs=(), issuer=K8S_ISSUER, tenants=None, apps=LAYER_APPS):
+    def make(bugs=(), issuer=K8S_ISSUER, tenants=None, apps=LAYER_APPS, profile=None):
         roles = [o for n in RBAC_COMPONENTS for o in kubeflow.components[n].objects if o["kind"] == "ClusterRole"]
         vss = [(n, o) for n in LAYER_APPS if n in kubeflow.components
                for o in kubeflow.components[n].objects if o["kind"] == "VirtualService"]
@@ -115,7 +115,7 @@ def standin(kubeflow, checks):
         # controller makes (ApiServer.add_tenant).
         apiserver.bindings += [o for o in kubeflow.components["kubeflow-profiles"].objects if o["kind"] == "RoleBinding"
                                and o["metadata"].get("namespace") in {t.name for t in kubeflow.plan.profile.kubeflow.tenants}]
-        profile = kubeflow.plan.profile
+        profile = profile or kubeflow.plan.profile
         if tenants is not None:
             profile = profile.model_copy(update={"kubeflow": profile.kubeflow.model_copy(
                 update={"tenants": profile.kubeflow.tenants[:tenants]})})

@@ -84,6 +84,37 @@ def test_dex_login_without_the_password_in_the_store_says_where_to_look(standin,
     assert "has no 'dex-password-" in str(err.value) and "--secrets FILE" in str(err.value)
 
 
+# -- 3b: session-tenancy -------------------------------------------------------------------------
+def test_a_session_lists_its_own_tenant_and_is_refused_in_another(standin):
+    run, _, _ = standin()
+    assert run("session-tenancy") == \
+        "alice@example.com's session lists notebooks in team-a and is refused in team-b"
+
+
+def test_a_notebooks_app_that_lets_any_session_in_fails(standin):
+    run, _, _ = standin(bugs={"notebooks:any-user"})
+    with pytest.raises(CheckError) as err:
+        run("session-tenancy")
+    assert str(err.value) == ("1 of 2 requests went wrong: "
+                              "notebooks: alice@example.com -> team-b: 200, expected 403")
+
+
+def test_a_contributor_session_needs_the_rendered_contributor_binding(standin, kubeflow):
+    """bob owns team-b and contributes to team-a: his session reads both, through the KFAM-shaped
+    RoleBinding kubeforge renders; without it team-a refuses him."""
+    prof = kubeflow.plan.profile
+    users = prof.kubeflow.auth.staticUsers
+    bob_first = prof.model_copy(update={"kubeflow": prof.kubeflow.model_copy(update={
+        "auth": prof.kubeflow.auth.model_copy(update={"staticUsers": [users[1], users[0]]})})})
+    run, _, gw = standin(profile=bob_first)
+    assert run("session-tenancy") == "bob@example.com's session lists notebooks in team-a, team-b and is refused " \
+                                     "in no other tenant"
+    gw.api.bindings = [b for b in gw.api.bindings if not b["metadata"]["name"].startswith("user-bob-")]
+    with pytest.raises(CheckError) as err:
+        run("session-tenancy")
+    assert "notebooks: bob@example.com -> team-a: 403, expected 200" in str(err.value)
+
+
 # -- 4: anonymous-denied ------------------------------------------------------------------------
 def test_anonymous_requests_are_turned_away(standin, kubeflow):
     run, _, _ = standin()
@@ -133,7 +164,7 @@ def test_a_web_app_that_lets_any_user_in_fails_the_matrix(standin):
     with pytest.raises(CheckError) as err:
         run("tenant-matrix")
     msg = str(err.value)
-    assert msg.startswith("4 of 18 tenant-matrix requests went wrong")
+    assert msg.startswith("4 of 18 requests went wrong")
     assert "tensorboards: team-a/default-editor -> team-b: 200, expected 403" in msg
     assert "tensorboards: outsider -> team-a: 200, expected 403" in msg
 
@@ -173,7 +204,10 @@ def test_checks_skip_with_their_reason_when_the_profile_cannot_run_them(kubeflow
         return {c.name.split("/")[1]: c.skip_reason for c in component_checks(plan, "kubeflow-auth", [])}
 
     real = kubeflow.plan.profile
-    assert skips(real) == {"dex-login": None, "anonymous-denied": None, "tenant-matrix": None}
+    assert skips(real) == {"dex-login": None, "session-tenancy": None, "anonymous-denied": None,
+                           "tenant-matrix": None}
+    assert skips(real, ("notebooks",))["session-tenancy"] == \
+        "the notebooks web app is not enabled: no tenant API for a session to try"
     one = real.model_copy(update={"kubeflow": real.kubeflow.model_copy(update={"tenants": real.kubeflow.tenants[:1]})})
     assert skips(one)["tenant-matrix"] == "the profile declares 1 tenant(s) in kubeflow.tenants; A-against-B needs two"
     assert skips(real, ("notebooks", "volumes", "tensorboards"))["tenant-matrix"] == \
