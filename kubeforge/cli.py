@@ -45,6 +45,19 @@ def _register() -> None:
         module.register(app)
 
 
+def _usage_error_types() -> tuple[tuple, tuple]:
+    """(abort types, usage-error types): typer >= 0.24 raises its vendored copy of click's
+    exceptions (typer._click, with Abort in typer.exceptions), not click's own classes."""
+    aborts, usage = [], []
+    for mod, abort in (("typer._click.exceptions", "typer.exceptions"), ("click.exceptions", "click.exceptions")):
+        try:
+            usage.append(importlib.import_module(mod).ClickException)
+            aborts.append(importlib.import_module(abort).Abort)
+        except (ModuleNotFoundError, AttributeError):
+            pass
+    return tuple(aborts), tuple(usage)
+
+
 def main(argv: list[str] | None = None) -> int:
     _register()
     before = os.environ.get(SECRETS_ENV)
@@ -56,12 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # typer/click exits (--help, usage errors)
         return int(exc.code or 0)
     except Exception as exc:  # click usage errors come as ClickException
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        aborts, usage = _usage_error_types()
+        if isinstance(exc, aborts):
             print("aborted", file=sys.stderr)
             return 2
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, usage):
             exc.show()
             return 2
         raise

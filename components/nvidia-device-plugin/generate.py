@@ -1,5 +1,6 @@
 """NVIDIA device plugin + GFD: move them into the component's namespace, set the MIG strategy, and
-mount the gpu-sharing config (time-slicing / MPS) when that component is enabled.
+render and mount the sharing config (time-slicing / MPS, from the gpu-sharing component's values)
+when that component is enabled.
 
 The plugin and GFD read the config from CONFIG_FILE (documented for v0.20.0 in upstream's
 docs/customizing.md: `--config-file` / `$CONFIG_FILE`). One config serves every node, so the
@@ -20,10 +21,9 @@ GFD, GFD_CTR = "gpu-feature-discovery", "gpu-feature-discovery"
 MPS_DAEMON = "nvidia-device-plugin-mps-control-daemon"
 CONFIG_VOLUME = "device-plugin-config"
 SHA_ANNOTATION = "kubeforge.io/device-plugin-config-sha256"
-# gpu-sharing's ConfigMap comes one wave later (it requires this component, whose namespace it
-# uses). The pods wait for it in ContainerCreating, so Pulumi must not block this component on
-# their rollout: that would hold back the ConfigMap they wait for. `kubeforge verify` checks the
-# rollout instead.
+# The sharing ConfigMap is this component's own object (the pods that mount it and the namespace
+# it lives in are), so it is applied before the DaemonSets and their rollout can be awaited. Only
+# the MPS control daemon skips the await: it runs on the nodes GFD labels MPS-capable, later.
 SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
@@ -71,13 +71,12 @@ def transform(objects: list[dict], ctx: Any) -> list[dict]:
     s = sharing.settings(ctx.profile, ctx.plan.components["gpu-sharing"].values)
     text = sharing.config_text(sharing.plugin_config(s))
     sha = sharing.config_sha256(text)
+    objs.append(sharing.configmap(ns, text))
     for ds, c in ((plugin, pc), (gfd, gc)):
         m.add_volume(ds, {"name": CONFIG_VOLUME, "configMap": {"name": sharing.CONFIGMAP_NAME}})
         m.add_mount(c, CONFIG_VOLUME, sharing.CONFIG_DIR, read_only=True)
         m.set_env(c, "CONFIG_FILE", sharing.CONFIG_FILE)
         m.annotate_pods(ds, SHA_ANNOTATION, sha)
-        md = ds["metadata"]
-        md["annotations"] = {**(md.get("annotations") or {}), SKIP_AWAIT: "true"}
     if s.strategy == "mps":
         _mps_plugin(plugin, pc)
         objs.append(_mps_control_daemon(plugin, pc, ns, mig, sha))

@@ -1,7 +1,7 @@
 """The NVIDIA device plugin's config file, from the profile's GPU sharing and MIG settings.
 
-One place for what the gpu-sharing component writes (the ConfigMap) and what the device plugin's
-transform mounts (file name, mount path, MPS paths), so the two cannot drift. The file format is
+One place for the config ConfigMap the device plugin's transform renders (from the gpu-sharing
+component's values) and mounts (file name, mount path, MPS paths), so the two cannot drift. The file format is
 the plugin's `version: v1` config (docs/customizing.md of NVIDIA/k8s-device-plugin v0.20.0): the
 same file configures GPU Feature Discovery, which labels nodes with the replicas and MPS state.
 
@@ -145,11 +145,6 @@ def config_text(cfg: dict[str, Any]) -> str:
 def config_sha256(text: str) -> str:
     """Annotated on the plugin and GFD pod templates, so a changed config rolls them."""
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def plugin_namespace(ctx: Any) -> str:
-    """The device plugin's namespace (its component.yaml), where the ConfigMap must live."""
-    return next(iter(ctx.plan.components["nvidia-device-plugin"].component.namespaces))
 
 
 def configmap(namespace: str, text: str) -> dict[str, Any]:

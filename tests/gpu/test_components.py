@@ -50,6 +50,13 @@ def ctx(name: str, prof, values: dict | None = None, enabled=("nvidia-device-plu
                            enabled=lambda n: n in comps)
 
 
+def sharing_configmaps(prof, values: dict | None, mirror: Path) -> list[dict]:
+    """The sharing ConfigMap(s) the device plugin renders from gpu-sharing's `values`."""
+    c = ctx("nvidia-device-plugin", prof, {"migStrategy": prof.gpu.mig.strategy},
+            others={"gpu-sharing": values or {}})
+    return [o for o in gen("nvidia-device-plugin").transform(upstream(c, mirror), c) if o["kind"] == "ConfigMap"]
+
+
 def upstream(c, mirror: Path) -> list[dict]:
     objs = []
     for s in selected_sources(c.component):
@@ -137,16 +144,15 @@ def test_plugin_without_sharing_moves_to_its_namespace_only(mirror_dir):
 
 def test_time_slicing_configmap_and_mounts(mirror_dir):
     prof = profile("time-slicing", replicas=4)
-    cm_ctx = ctx("gpu-sharing", prof)
-    (cm,) = gen("gpu-sharing").generate(cm_ctx)
-    assert (cm["kind"], cm["metadata"]) == ("ConfigMap", {"name": "nvidia-device-plugin-config", "namespace": NS})
+    c = ctx("nvidia-device-plugin", prof)
+    objs = gen("nvidia-device-plugin").transform(upstream(c, mirror_dir), c)
+    # The plugin owns the ConfigMap its pods mount, so it is applied before them (one pass).
+    (cm,) = [o for o in objs if o["kind"] == "ConfigMap"]
+    assert cm["metadata"] == {"name": "nvidia-device-plugin-config", "namespace": NS}
     assert yaml.safe_load(cm["data"]["config.yaml"]) == {
         "version": "v1", "flags": {"migStrategy": "none"},
         "sharing": {"timeSlicing": {"renameByDefault": False, "failRequestsGreaterThanOne": False,
                                     "resources": [{"name": "nvidia.com/gpu", "replicas": 4}]}}}
-
-    c = ctx("nvidia-device-plugin", prof)
-    objs = gen("nvidia-device-plugin").transform(upstream(c, mirror_dir), c)
     sha = sharing.config_sha256(cm["data"]["config.yaml"])
     for name in ("nvidia-device-plugin-daemonset", "gpu-feature-discovery"):
         d = ds(objs, name)
@@ -155,8 +161,8 @@ def test_time_slicing_configmap_and_mounts(mirror_dir):
         assert {"name": "device-plugin-config", "mountPath": "/config", "readOnly": True} in ctr(d)["volumeMounts"]
         assert env(ctr(d))["CONFIG_FILE"] == "/config/config.yaml"
         assert d["spec"]["template"]["metadata"]["annotations"]["kubeforge.io/device-plugin-config-sha256"] == sha
-        # the ConfigMap comes a wave later: Pulumi must not wait for these pods before applying it
-        assert d["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+        # their ConfigMap is applied with them: Pulumi awaits their rollout like any DaemonSet's
+        assert "pulumi.com/skipAwait" not in (d["metadata"].get("annotations") or {})
     assert not [o for o in objs if o["metadata"]["name"] == "nvidia-device-plugin-mps-control-daemon"]
 
 
@@ -172,12 +178,12 @@ def test_config_change_rolls_the_plugin(mirror_dir):
 
 def test_mps_adds_control_daemon_and_paths(mirror_dir):
     prof = profile("mps", replicas=10)
-    (cm,) = gen("gpu-sharing").generate(ctx("gpu-sharing", prof))
+    c = ctx("nvidia-device-plugin", prof)
+    objs = gen("nvidia-device-plugin").transform(upstream(c, mirror_dir), c)
+    (cm,) = [o for o in objs if o["kind"] == "ConfigMap"]
     assert yaml.safe_load(cm["data"]["config.yaml"])["sharing"] == {"mps": {
         "renameByDefault": False, "failRequestsGreaterThanOne": False,
         "resources": [{"name": "nvidia.com/gpu", "replicas": 10}]}}
-    c = ctx("nvidia-device-plugin", prof)
-    objs = gen("nvidia-device-plugin").transform(upstream(c, mirror_dir), c)
     plugin = ds(objs, "nvidia-device-plugin-daemonset")
     assert env(ctr(plugin))["MPS_ROOT"] == "/run/nvidia/mps"
     assert {m["mountPath"] for m in ctr(plugin)["volumeMounts"]} >= {"/mps", "/dev/shm", "/config"}
@@ -194,17 +200,16 @@ def test_mps_adds_control_daemon_and_paths(mirror_dir):
 def test_mig_mixed_time_slicing_validated_against_the_h100(mirror_dir):
     prof = profile("time-slicing", replicas=2, mig="mixed")
     values = {"mig": {"card": "nvidia-h100-80gb-hbm3", "layout": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 2}}}
-    (cm,) = gen("gpu-sharing").generate(ctx("gpu-sharing", prof, values))
+    (cm,) = sharing_configmaps(prof, values, mirror_dir)
     cfg = yaml.safe_load(cm["data"]["config.yaml"])
     assert cfg["flags"] == {"migStrategy": "mixed"}
     assert [r["name"] for r in cfg["sharing"]["timeSlicing"]["resources"]] == [
         "nvidia.com/mig-1g.10gb", "nvidia.com/mig-2g.20gb", "nvidia.com/mig-3g.40gb"]
 
 
-def test_profiles_file_is_the_real_lgip_output(h100):
-    c = ctx("gpu-sharing", profile(mig="single"),
-            {"mig": {"profilesFile": str(h100 / "nvidia-smi-mig-lgip.txt"), "layout": {"1g.10gb": 7}}})
-    (cm,) = gen("gpu-sharing").generate(c)
+def test_profiles_file_is_the_real_lgip_output(h100, mirror_dir):
+    (cm,) = sharing_configmaps(profile(mig="single"), {"mig": {"profilesFile": str(h100 / "nvidia-smi-mig-lgip.txt"),
+                                                              "layout": {"1g.10gb": 7}}}, mirror_dir)
     assert yaml.safe_load(cm["data"]["config.yaml"]) == {"version": "v1", "flags": {"migStrategy": "single"}}
 
 
@@ -230,9 +235,9 @@ def test_bundled_card_is_the_captured_output(h100):
     (profile(mig="single"), {"mig": {"profilesFile": "/nonexistent/lgip.txt"}},
      "components.gpu-sharing.values.mig.profilesFile", "does not exist"),
 ])
-def test_bad_sharing_settings(prof, values, field, message):
+def test_bad_sharing_settings(prof, values, field, message, mirror_dir):
     with pytest.raises(KubeforgeError) as e:
-        gen("gpu-sharing").generate(ctx("gpu-sharing", prof, values))
+        sharing_configmaps(prof, values, mirror_dir)
     assert e.value.field == field and message in e.value.message
     assert e.value.file == "profiles/test.yaml" and e.value.fix
 
@@ -280,8 +285,7 @@ def test_rendered_objects_pass_kubernetes_schema(mirror_dir):
     from kubeforge.validate import validate
     prof = profile("mps", replicas=4)
     c = ctx("nvidia-device-plugin", prof)
-    objs = gen("nvidia-device-plugin").transform(upstream(c, mirror_dir), c)
-    objs += gen("gpu-sharing").generate(ctx("gpu-sharing", prof))
+    objs = gen("nvidia-device-plugin").transform(upstream(c, mirror_dir), c)   # the ConfigMap included
     d = ctx("dcgm-exporter", profile(), enabled=())
     objs += gen("dcgm-exporter").transform(upstream(d, mirror_dir), d)
     report = validate(objs, "1.34", allowlist=[])

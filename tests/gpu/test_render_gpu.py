@@ -32,8 +32,12 @@ def test_gpu_profile_renders_and_validates(tmp_path, mirror_dir, sharing, mig, e
     dp = rendered.components["nvidia-device-plugin"].objects
     assert [(o["kind"], o["metadata"]["name"]) for o in dp][:1] == [("Namespace", "nvidia-device-plugin")]
     assert sum(o["kind"] == "DaemonSet" for o in dp) == 2 + extra
-    (cm,) = rendered.components["gpu-sharing"].objects
+    (cm,) = [o for o in dp if o["kind"] == "ConfigMap"]
     assert cm["metadata"]["namespace"] == "nvidia-device-plugin"
+    assert rendered.components["gpu-sharing"].objects == []     # settings only
+    # in apply order the ConfigMap precedes the DaemonSets that mount it
+    kinds = [o["kind"] for o in dp]
+    assert kinds.index("ConfigMap") < kinds.index("DaemonSet")
     assert f"migStrategy: {mig}" in cm["data"]["config.yaml"]
     gfd = next(o for o in dp if o["metadata"]["name"] == "gpu-feature-discovery")
     env = {e["name"]: e["value"] for e in gfd["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -43,5 +47,3 @@ def test_gpu_profile_renders_and_validates(tmp_path, mirror_dir, sharing, mig, e
         if o["kind"] == "DaemonSet" and o["metadata"]["namespace"] in ("nvidia-device-plugin", "dcgm-exporter"):
             assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in \
                 o["spec"]["template"]["spec"]["tolerations"]
-    # the plan puts the ConfigMap's component after the plugin whose namespace it uses
-    assert rendered.plan.components["gpu-sharing"].wave > rendered.plan.components["nvidia-device-plugin"].wave

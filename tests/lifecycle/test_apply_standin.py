@@ -221,10 +221,9 @@ def test_a_wait_names_the_webhook_whose_service_has_no_endpoints(render_profile)
     assert "Service kubeflow/kserve-webhook-server-service has no ready endpoints" in res.stopped
 
 
-@pytest.mark.xfail(strict=True, reason="on a GPU node the device plugin (wave 0) mounts the ConfigMap that "
-                   "gpu-sharing (wave 1, it requires the plugin) renders, so it never becomes available: "
-                   "a component-order bug to fix in nvidia-device-plugin/gpu-sharing, not here")
 def test_full_on_a_gpu_node_in_one_pass(render_profile):
+    """The device plugin's pods mount the sharing ConfigMap: it must be applied before them (it used
+    to come a wave later, from gpu-sharing, and the install could never pass the plugin's wait)."""
     res, _ = _apply(ApiServerStandIn(gpu_node=True), render_profile("full"), wait_s=60)
     assert res.ok, res.stopped
 

@@ -233,3 +233,17 @@ def test_render_validation_follows_the_install_secrets(kubeforge_cli, demo_home,
         rc, _, err = kubeforge_cli("--secrets", str(tmp_path / name), "render", "-p", "demo", "-o", str(tmp_path / "out"))
         assert rc == 0, err
     assert len(calls) == 2      # a: validated; a again: cached; b: other secrets, validated
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["profiles", "show"], "Missing option '--profile'"),
+    (["render", "--no-such-flag"], "No such option: --no-such-flag"),
+    (["plan", "-p", "dev", "--format", "xml"], "xml"),
+])
+def test_usage_errors_are_one_message_and_exit_2(argv, needle):
+    """A usage error (missing or unknown option, bad choice) is click's one-line message with the
+    usage, exit 2, never a traceback: typer raises its vendored click exceptions, not click's."""
+    r = subprocess.run([sys.executable, "-m", "kubeforge", *argv], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
