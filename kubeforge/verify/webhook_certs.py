@@ -96,3 +96,22 @@ def check(ctx: Any) -> str:
     ctx.wait_clean("webhook CAs injected", lambda: [p for o in targets for p in live_problems(ctx.cluster, o)])
     certs = sorted({"/".join(certificate_of(o)) for o in targets})
     return f"{len(targets)} object(s) trust Certificate {', '.join(certs)}"
+
+
+def admission_problems(error: Exception | None, admitted: dict | None, defaulted: str) -> list[str]:
+    """The verdict on a dry-run create that the webhooks must admit: the API server's error (a TLS
+    failure named as such), or the mutating webhook's default (`defaulted`, a dotted path) missing."""
+    if error is not None:
+        from kubeforge.verify.cluster import ApiRejected
+
+        msg = error.message if isinstance(error, ApiRejected) else ApiRejected.of(error).message
+        if "x509" in msg or ("certificate" in msg and "failed calling webhook" in msg):
+            return [f"the API server does not trust the webhook's serving certificate (the caBundle is "
+                    f"not its CA): {msg[:400]}"]
+        return [f"the dry-run create was refused: {msg[:400]}"]
+    node: Any = admitted or {}
+    for part in defaulted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if not node:
+        return [f"admitted, but {defaulted} is empty: the mutating webhook did not default it"]
+    return []

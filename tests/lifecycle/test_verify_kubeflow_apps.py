@@ -353,3 +353,67 @@ def test_health_webhooks_give_webhook_readiness_without_the_render(kubeflow):
     health = kubeflow.plan.components["volumes"].component.health
     (hooks,) = [c for c in derive("volumes", [], health, chart_rendered=False) if c.name == "volumes/webhooks-ready"]
     assert hooks.description.startswith("2 webhook configuration(s)")
+
+
+# -- pvcviewer's webhooks called for real (a dry run) ---------------------------------------
+# What a 1.34 API server answers when the caBundle does not sign the webhook's serving certificate.
+X509 = ('Internal error occurred: failed calling webhook "mpvcviewer.kb.io": failed to call webhook: Post '
+        '"https://pvcviewer-webhook-service.kubeflow.svc:443/mutate-kubeflow-org-v1alpha1-pvcviewer?timeout=10s": '
+        'tls: failed to verify certificate: x509: certificate signed by unknown authority')
+
+
+class WebhookStandIn:
+    """STAND-IN for the API server in front of pvcviewer's webhooks: namespaces and PVCs are
+    stored; a dry-run PVCViewer goes to the webhooks, which (trusted=True) default spec.podSpec as
+    upstream's sample says they do, or (trusted=False) cannot be called over TLS."""
+
+    def __init__(self, trusted=True, defaults=True):
+        self.trusted, self.defaults, self.now = trusted, defaults, 0.0
+        self.store, self.deleted = {}, []
+
+    def clock(self):
+        return self.now
+
+    def advance(self, s):
+        self.now += s
+
+    def create(self, obj, namespace=None, dry_run=False):
+        obj = copy.deepcopy(obj)
+        if obj["kind"] == "PVCViewer":
+            assert dry_run, "the check must not leave a viewer behind"
+            if not self.trusted:
+                raise ApiRejected(500, "InternalError", X509)
+            if self.defaults:
+                obj["spec"]["podSpec"] = {"containers": [{"name": "main", "image": "filebrowser/filebrowser:v2.25.0"}]}
+            return obj
+        self.store[(obj["kind"], namespace, obj["metadata"]["name"])] = obj
+        return obj
+
+    def delete(self, api_version, kind, name, namespace=None, propagation="Background"):
+        self.deleted.append(f"{kind} {name}")
+        self.store = {k: v for k, v in self.store.items() if not (k[0] == kind and k[2] == name) and k[1] != name}
+        return True
+
+
+@pytest.mark.parametrize("trusted, defaults, expect", [
+    (True, True, None),
+    (False, True, "does not trust the webhook's serving certificate"),
+    (True, False, "spec.podSpec is empty: the mutating webhook did not default it")])
+def test_pvcviewer_admission_check(kubeflow, trusted, defaults, expect):
+    cluster = WebhookStandIn(trusted, defaults)
+    fn = _check_fn("volumes", "pvcviewer-admitted")
+    if expect is None:
+        assert "defaulted and validated" in fn(_ctx(cluster, kubeflow, "volumes"))
+    else:
+        with pytest.raises(AssertionError, match=re.escape(expect)):
+            fn(_ctx(cluster, kubeflow, "volumes"))
+    assert [d for d in cluster.deleted if d.startswith("Namespace")], "the throw-away namespace goes"
+
+
+def test_admission_verdicts():
+    assert webhook_certs.admission_problems(None, {"spec": {"podSpec": {"containers": [{}]}}}, "spec.podSpec") == []
+    (tls,) = webhook_certs.admission_problems(ApiRejected(500, "InternalError", X509), None, "spec.podSpec")
+    assert "does not trust" in tls and "x509: certificate signed by unknown authority" in tls
+    (other,) = webhook_certs.admission_problems(ApiRejected(400, "BadRequest", 'denied the request: pvc "x" not found'),
+                                                None, "spec.podSpec")
+    assert other.startswith("the dry-run create was refused: denied the request")
