@@ -182,11 +182,13 @@ def test_the_dashboard_links_what_the_kubeflow_profile_enables(kubeflow, mirror_
                               ("Katib Experiments", "katib"), ("KServe Endpoints", "kserve"),
                               ("Pipelines", "pipelines")] if comp in enabled]
     assert _menu(links) == want
-    assert "katib" in enabled and "pipelines" not in enabled
-    assert [q["text"] for q in links["quickLinks"]] == (["Create a new Notebook"] if "notebooks" in enabled else [])
+    assert "katib" in enabled and "pipelines" in enabled       # kubeflow enables Pipelines (issue 9)
+    assert [q["text"] for q in links["quickLinks"]] == [t for t, comp in [
+        ("Create a new Notebook", "notebooks"), ("Upload a Pipeline", "pipelines"),
+        ("View Pipeline Runs", "pipelines")] if comp in enabled]
     docs = [d["text"] for d in links["documentationItems"]]
     assert "Kubeflow Website" in docs and "Katib Documentation" in docs
-    assert "Kubeflow Pipelines Documentation" not in docs
+    assert ("Kubeflow Pipelines Documentation" in docs) == ("pipelines" in enabled)
 
 
 def test_the_dashboard_links_follow_the_plan(mirror_dir):
