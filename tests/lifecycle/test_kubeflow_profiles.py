@@ -182,3 +182,19 @@ def test_profile_check_names_what_the_controller_did_not_make(kubeflow):
     other = copy.deepcopy(prof)
     other["spec"]["owner"]["name"] = "mallory@example.com"
     assert "not the Profile's owner 'mallory@example.com'" in checks.profile_problems(cluster.get, other, labels, [])[0]
+
+
+def test_a_profile_over_a_namespace_someone_else_owns_fails_and_the_check_says_why(kubeflow):
+    cluster, _ = _installed(kubeflow)
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": "team-c", "annotations": {"owner": "mallory@example.com"}}})
+    prof = {"apiVersion": "kubeflow.org/v1", "kind": "Profile", "metadata": {"name": "team-c"},
+            "spec": {"owner": {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice@example.com"}}}
+    cluster.apply(prof)
+    cluster.advance(2)
+    checks = _checks()
+    problems = checks.profile_problems(cluster.get, prof, checks.expected_labels(
+        kubeflow.components["kubeflow-profiles"].objects), [])
+    assert problems == ["Profile team-c Failed: namespace already exist, but not owned by profile creator "
+                        "alice@example.com"]
+    assert cluster.get("v1", "ServiceAccount", "default-editor", "team-c") is None
