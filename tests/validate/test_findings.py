@@ -363,18 +363,20 @@ def test_report_is_plain_data_and_input_is_untouched(upstream):
     data = json.loads(json.dumps(report.to_dict()))
     assert data["kubernetesVersion"] == "1.34" and data["ok"] is False
     assert data["counts"]["objects"] == len(objs) == len(report.object_ms)
-    # katib's kubeflow Namespace has no PSA label; Argo's raw tree uses :latest twice.
+    # katib's kubeflow Namespace has no PSA label, its MySQL Secret upstream's password "test";
+    # Argo's raw tree uses :latest twice.
     assert data["counts"]["by_rule"]["namespace-psa"] == 1 and data["counts"]["by_rule"]["image-latest"] == 2
-    assert data["counts"]["errors"] == len(report.errors) == 3
+    assert data["counts"]["by_rule"]["default-secret"] == 1
+    assert data["counts"]["errors"] == len(report.errors) == 4
     assert len(data["findings"]) == len(report.findings)
     assert report.text().splitlines()[-1].startswith(f"{len(objs)} objects validated against Kubernetes 1.34: "
-                                                     "3 errors, ")
+                                                     "4 errors, ")
 
 
 def test_bench_reports_per_object_figures(upstream):
     figures = bench(upstream("katib"), V, repeat=1)
     assert set(figures) >= {"objects", "cold_ms_per_object", "warm_ms_per_object", "target_ms_per_object"}
-    assert figures["objects"] == len(upstream("katib")) and figures["errors"] == 1
+    assert figures["objects"] == len(upstream("katib")) and figures["errors"] == 2   # PSA, default secret
 
 
 def test_latest_image_inside_a_configmap_is_an_error(upstream, find):

@@ -8,6 +8,7 @@ import pytest
 from kubeforge.plan import make_plan
 from kubeforge.profile import load_profile
 from kubeforge.render import Context
+from kubeforge.secrets import Store
 from kubeforge.validate import PSA_PREFIX, validate
 
 VERSIONS = ["1.32", "1.33", "1.34", "1.35"]
@@ -18,9 +19,10 @@ def _as_rendered(sets: dict[str, list[dict]]) -> list[dict]:
     Namespace once (katib and training-operator both ship `kubeflow`) with a Pod Security level
     (what components' `namespaces:` give; upstream labels are kept), and the image-pinning
     transforms of argo-workflows (its kustomize tree tags images :latest) and storage (the
-    local-path helper pod's image is untagged)."""
+    local-path helper pod's image is untagged), and katib's (its MySQL password, upstream's
+    "test", becomes a per-install secret)."""
     out, seen = [], set()
-    pinned_by = {"argo-workflows": "argo-workflows", "local-path": "storage"}
+    pinned_by = {"argo-workflows": "argo-workflows", "local-path": "storage", "katib": "katib"}
     for name, objs in sets.items():
         if name in pinned_by:
             objs = _component_transform(pinned_by[name], objs)
@@ -42,7 +44,7 @@ def _component_transform(name: str, objs: list[dict]) -> list[dict]:
                                                   pc.component.generate_py)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.transform(objs, Context(plan.profile, plan, pc, pc.values))
+    return module.transform(objs, Context(plan.profile, plan, pc, pc.values, store=Store()))
 
 
 @pytest.fixture
@@ -102,9 +104,10 @@ def test_raw_upstream_namespaces_without_pod_security_labels_fail(upstream):
     psa = [f for f in report.errors if f.rule == "namespace-psa"]
     assert sorted(f.name for f in psa) == ["kubeflow", "local-path-storage"]
     assert "has no pod-security.kubernetes.io/enforce label" in psa[0].message
-    # The only other error: rancher's untagged helper-pod image (the storage component pins it).
-    others = [(f.rule, f.name) for f in report.errors if f.rule != "namespace-psa"]
-    assert others == [("image-latest", "local-path-config")]
+    # The only other errors: rancher's untagged helper-pod image (the storage component pins it)
+    # and Katib's MySQL password "test" (a per-install secret in kubeforge).
+    others = sorted((f.rule, f.name) for f in report.errors if f.rule != "namespace-psa")
+    assert others == [("default-secret", "katib-mysql-secrets"), ("image-latest", "local-path-config")]
 
 
 def test_kserve_alone_lacks_the_cert_manager_crds(upstream):
