@@ -127,3 +127,34 @@ def test_apply_order_puts_what_is_referenced_first_within_a_rank():
     assert order[0] == ("ConfigMap", "m")          # rank first: a reference upwards is not followed
     assert {("Thing", "one"), ("Thing", "two")} <= set(order) and len(order) == len(batch)   # a cycle terminates
     assert [(o["kind"], o["metadata"]["name"]) for o in apply_order(list(reversed(batch)))] == order
+
+
+def test_objects_in_a_namespace_a_custom_resource_creates_go_last():
+    """A Profile (its controller creates namespace t at runtime, kubeforge.io/creates-namespace)
+    puts what is rendered into t after every custom resource, and in the phase after them; only
+    custom resources may claim a namespace, and only for the objects of the same batch/wave."""
+    from kubeforge.ordering import CREATES_NAMESPACE, created_namespace
+
+    prof = _obj("kubeflow.org/v1", "Profile", "t")
+    prof["metadata"]["annotations"] = {CREATES_NAMESPACE: "t"}
+    rb = _obj("rbac.authorization.k8s.io/v1", "RoleBinding", "r", "t")
+    cr = _obj("cert-manager.io/v1", "Certificate", "c", "other")
+    assert created_namespace(prof) == "t" and created_namespace(rb) is None
+    fake = _obj("v1", "ConfigMap", "claims", "x")
+    fake["metadata"]["annotations"] = {CREATES_NAMESPACE: "t"}
+    assert created_namespace(fake) is None, "a built-in object creates no namespace"
+    assert [o["kind"] for o in apply_order([rb, cr, prof])] == ["Certificate", "Profile", "RoleBinding"]
+    assert [o["kind"] for o in apply_order([rb, cr])] == ["RoleBinding", "Certificate"]
+    assert apply_phase(rb, ["Profile"], {"t"}) == "in-created-namespaces"
+    assert apply_phase(rb, ["Profile"]) == "workloads"
+    assert apply_phase(prof, ["Deployment"], {"t"}) == "custom-resources"
+
+
+def test_created_namespace_readiness():
+    from kubeforge.verify.readiness import created_namespace_problems
+
+    assert created_namespace_problems("Profile t", "t", None) == [
+        "namespace t does not exist yet (the controller of Profile t creates it)"]
+    assert created_namespace_problems("Profile t", "t", {"metadata": {"name": "t"}}) == []
+    gone = {"metadata": {"name": "t", "deletionTimestamp": "now"}}
+    assert created_namespace_problems("Profile t", "t", gone) == ["namespace t (of Profile t) is terminating"]
