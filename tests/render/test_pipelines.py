@@ -117,6 +117,12 @@ def test_kfp_argo_collides_with_the_argo_component_without_the_drop(kubeflow, up
     assert len(cluster_scoped) >= 13, [_ident(o) for o in cluster_scoped]
     binding = next(o for o in cluster_scoped if o["metadata"]["name"] == "argo-binding")
     assert binding["subjects"] != ours[_ident(binding)]["subjects"]
+    # Dropping KFP's copy loses no permission: its ClusterRoles are the argo-workflows component's.
+    for o in cluster_scoped:
+        if o["kind"] == "ClusterRole":
+            assert o.get("rules") == ours[_ident(o)].get("rules"), o["metadata"]["name"]
+            assert o["metadata"].get("labels", {}).items() - {("application-crd-id", "kubeflow-pipelines")} <= \
+                ours[_ident(o)]["metadata"]["labels"].items(), o["metadata"]["name"]
 
 
 def test_render_refuses_the_duplicate_when_kfp_keeps_its_argo(cache, mirror_dir, monkeypatch):
