@@ -79,6 +79,24 @@ def _check_users(kf: Any, file: str) -> None:
                         "kubeflow.auth.externalOIDC")
 
 
+# Namespaces every cluster has (kube-*) or no team should own.
+RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _check_names(kf: Any, plan: Any, file: str) -> None:
+    """A tenant's name is the namespace its Profile creates: one the platform itself uses is
+    refused by the profile controller at runtime ("namespace already exist, but not owned by
+    profile creator"), after everything else was installed; say so now."""
+    taken = {ns: name for name, pc in plan.components.items() for ns in pc.component.namespaces}
+    taken.update({ns: "Kubernetes" for ns in RESERVED_NAMESPACES})
+    for i, t in enumerate(kf.tenants):
+        if t.name in taken:
+            raise KubeforgeError(
+                f"tenant {t.name}: namespace {t.name} belongs to {taken[t.name]}; the profile controller "
+                "would refuse the Profile (the namespace exists and no tenant owns it)",
+                file=file, field=f"kubeflow.tenants[{i}].name", fix="give the tenant another name, e.g. team-<name>")
+
+
 def profile(tenant: Any) -> dict:
     spec: dict[str, Any] = {"owner": {"apiGroup": RBAC_GROUP, "kind": "User", "name": tenant.owner}}
     if tenant.resourceQuota:
@@ -113,6 +131,7 @@ def contributor_access(namespace: str, email: str, cfg: dict[str, str]) -> list[
 def transform(objects: list[dict], ctx: Any) -> list[dict]:
     kf = ctx.profile.kubeflow
     _check_users(kf, ctx.profile.source_file)
+    _check_names(kf, ctx.plan, ctx.profile.source_file)
     cfg = kfam_config(objects)
     out = list(objects)
     for t in kf.tenants:

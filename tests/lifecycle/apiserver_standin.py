@@ -31,7 +31,8 @@ Its notion of what is built in and what a webhook matches is its own (below), no
 - a STAND-IN for Kubeflow's profile controller (kubeflow/kubeflow v1.10.0
   components/profile-controller, PROFILE_CONTROLLER below), while its Deployment is available:
   each Profile gets its namespace (owned by it, annotated `owner`, labelled istio-injection and
-  the labels of the namespace-labels ConfigMap the controller mounts, Pod Security included), the
+  the labels of the namespace-labels ConfigMap the controller mounts, Pod Security included; on
+  later reconciles a missing default label is added back, as setNamespaceLabels does), the
   AuthorizationPolicy `ns-owner-access-istio`, the service accounts default-editor/default-viewer
   with their RoleBindings, the owner's RoleBinding `namespaceAdmin`, the ResourceQuota
   `kf-resource-quota` when the Profile asks for one, then the finalizer `profile-finalizer`; a
@@ -162,6 +163,18 @@ def _rule_matches(rule: dict, group: str, version: str, plural: str, op: str, na
         return False
     scope = rule.get("scope", "*")
     return scope == "*" or (scope == "Namespaced") == namespaced
+
+
+def _set_namespace_labels(labels: dict, defaults: dict) -> dict:
+    """The profile controller's setNamespaceLabels: a default label is added when its key is
+    missing (never replaced), and removed when its default value is ''."""
+    out = dict(labels)
+    for k, v in defaults.items():
+        if not v:
+            out.pop(k, None)
+        elif k not in out:
+            out[k] = v
+    return out
 
 
 def _builtin_plural(kind: str) -> str:
@@ -415,6 +428,17 @@ class ApiServerStandIn:
         owners[manager] = (op, paths | {path})
         api, kind = key[0], key[1]
         self.store[key] = self._materialize(key, api, kind, fields, owners, self.store[key])
+        self.fields[key], self.owners[key] = fields, owners
+
+    def _controller_labels(self, key, labels: dict, manager: str) -> None:
+        """A controller's update of an object's labels (operation Update): these, and no others."""
+        prefix = ("metadata", "labels")
+        fields = {p: v for p, v in self.fields[key].items() if p[:2] != prefix}
+        fields.update({(*prefix, k): v for k, v in labels.items()})
+        owners = {m: (op, {p for p in paths if p in fields}) for m, (op, paths) in self.owners[key].items()}
+        op, paths = owners.get(manager, ("Update", set()))
+        owners[manager] = (op, paths | {(*prefix, k) for k in labels})
+        self.store[key] = self._materialize(key, key[0], key[1], fields, owners, self.store[key])
         self.fields[key], self.owners[key] = fields, owners
 
     def _create_runtime(self, obj: dict, manager: str) -> None:
@@ -762,14 +786,17 @@ class ApiServerStandIn:
                 self._create_runtime(obj, "profile-controller")
                 changed = True
 
-        labels = {"istio-injection": "enabled"}
-        for k, v in self._namespace_labels().items():   # setNamespaceLabels: '' removes the label
-            if v:
-                labels[k] = v
-            else:
-                labels.pop(k, None)
-        ensure({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": name, "annotations": {"owner": owner.get("name")}, "labels": labels}})
+        defaults = self._namespace_labels()
+        if ns is None:
+            ensure({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": name, "annotations": {"owner": owner.get("name")},
+                                 "labels": _set_namespace_labels({"istio-injection": "enabled"}, defaults)}})
+        else:   # its own namespace: the default labels again (istio-injection only at creation)
+            have = ns["metadata"].get("labels") or {}
+            want = _set_namespace_labels(have, defaults)
+            if want != have:
+                self._controller_labels(ns_key, want, "profile-controller")
+                changed = True
         who = {"user": owner.get("name"), "role": "admin"}
         if self.namespaced("security.istio.io/v1beta1", "AuthorizationPolicy") is not None:
             ensure({"apiVersion": "security.istio.io/v1beta1", "kind": "AuthorizationPolicy",

@@ -133,6 +133,15 @@ def check_graph(res: RunResult, plan) -> None:
 
     # Index the graph from the recorded inputs (independently of the program's own index).
     namespaces = {r.inputs["metadata"]["name"]: u for u, r in objects.items() if r.type == "kubernetes:core/v1:Namespace"}
+    # Namespaces a custom resource's controller creates at runtime (a Kubeflow Profile's): the
+    # resource says so in an annotation and makes Pulumi wait for its controller (waitFor).
+    made = {((r.inputs.get("metadata") or {}).get("annotations") or {}).get("kubeforge.io/creates-namespace"): u
+            for u, r in objects.items()}
+    made.pop(None, None)
+    for ns, u in made.items():
+        assert ns not in namespaces, f"{u} creates namespace {ns}, which the stack renders too"
+        assert (objects[u].inputs["metadata"].get("annotations") or {}).get("pulumi.com/waitFor"), \
+            f"{u} creates namespace {ns} but Pulumi does not wait for its controller to do so"
     crds = {}
     for u, r in objects.items():
         if r.type.endswith(":CustomResourceDefinition"):
@@ -148,6 +157,9 @@ def check_graph(res: RunResult, plan) -> None:
             if ns in namespaces:
                 anc = ancestors(u)
                 assert namespaces[ns] in anc, f"{u} is not after its Namespace {ns}"
+            elif ns in made:
+                anc = ancestors(u)
+                assert made[ns] in anc, f"{u} is not after {made[ns]}, which creates its namespace {ns}"
             else:
                 assert ns in SYSTEM_NAMESPACES, f"{u} is in namespace {ns}, which nobody creates"
         group, _ = split_api_version(r.inputs["apiVersion"])

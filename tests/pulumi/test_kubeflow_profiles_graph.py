@@ -10,16 +10,9 @@ from graph_summary import run_profile
 BOB = "team-a/user-bob-example-com-clusterrole-edit"
 
 
-# kubeflow without Katib: on this branch the kubeflow-auth merge leaves katib's VirtualService
-# ordered after the kubeflow-gateway with no edge to kubeflow-auth, which the program refuses
-# (katib's `after:` is kubeflow-auth's to fix); nothing here depends on Katib.
-PROFILE = "extends: kubeflow\ncomponents:\n  katib: {enabled: false}\n"
-
-
-@pytest.fixture
-def run(mirror_dir, catalog_with):
-    catalog_with(profiles={"kubeflow-tenants": PROFILE})
-    return run_profile("kubeflow-tenants", mirror_dir)
+@pytest.fixture(scope="module")
+def run(mirror_dir):
+    return run_profile("kubeflow", mirror_dir)
 
 
 def _reg(run, type_, name):

@@ -121,11 +121,37 @@ def test_profile_check_passes_on_what_the_controller_made(kubeflow):
     assert checks.profile_reconciles(ctx) == "2 Profile(s) reconciled: team-a, team-b"
 
 
+def _drop_default_label(cluster, label):
+    """The controller's labels file without `label` (an install of applications/profiles/upstream
+    instead of its pss overlay, say), and team-a's namespace as that controller leaves it."""
+    dep = cluster.get("apps/v1", "Deployment", "profiles-deployment", "kubeflow")
+    cm_name = next(v["configMap"]["name"] for v in dep["spec"]["template"]["spec"]["volumes"]
+                   if v["name"] == "namespace-labels")
+    cm = cluster.store[("v1", "ConfigMap", "kubeflow", cm_name)]
+    text = cm["data"]["namespace-labels.yaml"]
+    cm["data"]["namespace-labels.yaml"] = "\n".join(x for x in text.splitlines() if not x.startswith(label))
+    cluster.store[("v1", "Namespace", None, "team-a")]["metadata"]["labels"].pop(label)
+
+
+def test_the_controller_stand_in_puts_a_removed_default_label_back(kubeflow):
+    """setNamespaceLabels on every reconcile: a default label someone removed comes back (so the
+    check's failure below is a controller configured without the label, not a passing edit)."""
+    cluster, _ = _installed(kubeflow)
+    cluster.store[("v1", "Namespace", None, "team-a")]["metadata"]["labels"].pop("pod-security.kubernetes.io/enforce")
+    cluster.advance(1)
+    assert cluster.get("v1", "Namespace", "team-a")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] \
+        == "baseline"
+
+
 @pytest.mark.parametrize("label", ["pod-security.kubernetes.io/enforce", "istio-injection"])
 def test_profile_check_fails_on_a_namespace_missing_a_label(kubeflow, label):
+    """Pod Security: the controller runs without that default label; istio-injection: the
+    controller sets it only when it creates the namespace, so a removed one stays removed."""
     cluster, _ = _installed(kubeflow)
-    ns = cluster.store[("v1", "Namespace", None, "team-a")]
-    ns["metadata"]["labels"].pop(label)
+    if label == "istio-injection":
+        cluster.store[("v1", "Namespace", None, "team-a")]["metadata"]["labels"].pop(label)
+    else:
+        _drop_default_label(cluster, label)
     ctx = CheckContext(cluster=cluster, plan=kubeflow.plan, component="kubeflow-profiles",
                        objects=kubeflow.components["kubeflow-profiles"].objects, timeout=20,
                        clock=cluster.clock, sleep=cluster.advance)
@@ -156,3 +182,19 @@ def test_profile_check_names_what_the_controller_did_not_make(kubeflow):
     other = copy.deepcopy(prof)
     other["spec"]["owner"]["name"] = "mallory@example.com"
     assert "not the Profile's owner 'mallory@example.com'" in checks.profile_problems(cluster.get, other, labels, [])[0]
+
+
+def test_a_profile_over_a_namespace_someone_else_owns_fails_and_the_check_says_why(kubeflow):
+    cluster, _ = _installed(kubeflow)
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": "team-c", "annotations": {"owner": "mallory@example.com"}}})
+    prof = {"apiVersion": "kubeflow.org/v1", "kind": "Profile", "metadata": {"name": "team-c"},
+            "spec": {"owner": {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice@example.com"}}}
+    cluster.apply(prof)
+    cluster.advance(2)
+    checks = _checks()
+    problems = checks.profile_problems(cluster.get, prof, checks.expected_labels(
+        kubeflow.components["kubeflow-profiles"].objects), [])
+    assert problems == ["Profile team-c Failed: namespace already exist, but not owned by profile creator "
+                        "alice@example.com"]
+    assert cluster.get("v1", "ServiceAccount", "default-editor", "team-c") is None

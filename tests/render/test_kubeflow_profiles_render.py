@@ -137,6 +137,16 @@ def test_a_tenant_naming_no_dex_user_is_one_clear_error(catalog_with, mirror_dir
     assert email in str(err) and "staticUsers" in err.fix
 
 
+@pytest.mark.parametrize("name, owner", [("kubeflow", "kubeflow-namespace"), ("istio-system", "istio"),
+                                         ("kube-system", "Kubernetes")])
+def test_a_tenant_named_like_a_platform_namespace_is_refused(catalog_with, mirror_dir, name, owner):
+    catalog_with(profiles={"bad-name": BAD.replace("team-x", name) % ("alice@example.com", "bob@example.com")})
+    with pytest.raises(KubeforgeError) as exc:
+        api.render(api.plan(api.load_profile("bad-name")), mirror=str(mirror_dir))
+    assert exc.value.field == "kubeflow.tenants[0].name" and exc.value.file.endswith("bad-name.yaml")
+    assert f"belongs to {owner}" in str(exc.value)
+
+
 def test_with_an_external_oidc_provider_any_email_may_own_a_tenant(catalog_with, mirror_dir):
     catalog_with(profiles={"oidc-tenant": BAD % ("carol@example.com", "dave@example.com") + """  auth:
     externalOIDC: {issuer: "https://login.example.com", clientID: kubeflow}
