@@ -354,9 +354,9 @@ def test_default_secret_rule_fails_upstream_kfp_and_passes_kubeforges(kubeflow, 
 
 
 @pytest.mark.parametrize("source,words", [
-    ("  - {id: x, kind: manifest, repo: kubeflow-manifests, path: a.yaml, build: false, sha256: %s}" % ("0" * 64),
+    ("  - {id: x, kind: manifest, repo: kubeflow-manifests, path: a.yaml, build: false, sha256: '%s'}" % ("a" * 64),
      "false only on a kustomize source"),
-    ("  - {id: x, kind: kustomize, repo: kubeflow-manifests, root: a, path: ., build: 'no', sha256: %s}" % ("0" * 64),
+    ("  - {id: x, kind: kustomize, repo: kubeflow-manifests, root: a, path: ., build: 'no', sha256: '%s'}" % ("a" * 64),
      "true or false"),
 ])
 def test_a_bad_build_flag_names_the_source_and_field(tmp_path, source, words):
