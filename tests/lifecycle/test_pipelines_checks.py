@@ -497,3 +497,21 @@ def test_poddefault_and_notebook_match_upstreams_crds(objects, mirror_dir):
     # Planted: a PodDefault without its required selector is refused, so the schemas were applied.
     bad = {**pd, "spec": {k: v for k, v in pd["spec"].items() if k != "selector"}}
     assert [f for f in validate(crds + [bad], "1.34").errors if f.rule == "crd-schema"], checked
+
+
+def test_pipelines_install_after_and_tear_down_before_the_layers_it_runs_on(kubeflow):
+    from kubeforge.errors import KubeforgeError
+    from kubeforge.lifecycle import teardown as td
+
+    plan = kubeflow.plan
+    wave = {n: pc.wave for n, pc in plan.components.items()}
+    for dep in ("kubeflow-profiles", "argo-workflows", "cert-manager", "istio", "storage"):
+        assert dep in plan.components["pipelines"].depends_on and wave[dep] < wave["pipelines"]
+    steps = [s.component for s in td.plan_teardown(kubeflow).steps]
+    last_kfp = max(i for i, c in enumerate(steps) if c == "pipelines")
+    for dep in ("kubeflow-profiles", "argo-workflows"):
+        assert last_kfp < min(i for i, c in enumerate(steps) if c == dep)
+    # The one Argo cannot go while Pipelines stays.
+    with pytest.raises(KubeforgeError) as e:
+        td.check_removable(plan, ["argo-workflows"])
+    assert "pipelines stays and needs argo-workflows" in e.value.message
