@@ -461,7 +461,8 @@ def notebook(name: str, image: str) -> dict:
     image (the check needs python in it, not Jupyter)."""
     return {"apiVersion": "kubeflow.org/v1", "kind": "Notebook",
             "metadata": {"name": name, "labels": {PODDEFAULT_LABEL: "true"}},
-            "spec": {"template": {"metadata": {"labels": {PODDEFAULT_LABEL: "true"}}, "spec": {
+            # The controller copies the Notebook's labels onto its pod (its template has no metadata).
+            "spec": {"template": {"spec": {
                 "serviceAccountName": RUNNER_SA,
                 "containers": [{"name": name, "image": image, "command": ["sleep", "3600"],
                                 "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}}}]}}}}

@@ -475,4 +475,43 @@ def test_poddefault_gives_the_notebook_the_same_token(objects):
     assert pd["spec"]["volumes"][0] == kfp.client_pod("x", objects)["spec"]["volumes"][0]
     assert pd["spec"]["env"] == [{"name": "KF_PIPELINES_SA_TOKEN_PATH", "value": kfp.TOKEN_PATH}]
     nb = kfp.notebook("kf-verify-nb", kfp.client_image(objects))
-    assert pd["spec"]["selector"]["matchLabels"].items() <= nb["spec"]["template"]["metadata"]["labels"].items()
+    assert pd["spec"]["selector"]["matchLabels"].items() <= nb["metadata"]["labels"].items()
+
+
+def test_poddefault_and_notebook_match_upstreams_crds(objects, mirror_dir):
+    """The objects run-from-notebook creates, validated against the CRDs of kubeflow/manifests'
+    admission webhook (PodDefault) and notebook controller (Notebook) from the mirror."""
+    import yaml
+
+    base = mirror_dir / "github/kubeflow/manifests/26.03/applications"
+    crds = [d for f in (base / "admission-webhook/upstream/base/crd.yaml",
+                        base / "jupyter/notebook-controller/upstream/crd/bases/kubeflow.org_notebooks.yaml")
+            for d in yaml.safe_load_all(f.read_text()) if d]
+    pd = {**kfp.poddefault(kfp.token_audience(objects))}
+    nb = kfp.notebook("kf-verify-nb-abc", kfp.client_image(objects))
+    for o in (pd, nb):
+        o["metadata"]["namespace"] = "team-a"
+    report = validate(crds + [pd, nb], "1.34")
+    checked = [f for f in report.findings if f.rule == "crd-schema"]
+    assert report.errors == [], report.summary()
+    # Planted: a PodDefault without its required selector is refused, so the schemas were applied.
+    bad = {**pd, "spec": {k: v for k, v in pd["spec"].items() if k != "selector"}}
+    assert [f for f in validate(crds + [bad], "1.34").errors if f.rule == "crd-schema"], checked
+
+
+def test_pipelines_install_after_and_tear_down_before_the_layers_it_runs_on(kubeflow):
+    from kubeforge.errors import KubeforgeError
+    from kubeforge.lifecycle import teardown as td
+
+    plan = kubeflow.plan
+    wave = {n: pc.wave for n, pc in plan.components.items()}
+    for dep in ("kubeflow-profiles", "argo-workflows", "cert-manager", "istio", "storage"):
+        assert dep in plan.components["pipelines"].depends_on and wave[dep] < wave["pipelines"]
+    steps = [s.component for s in td.plan_teardown(kubeflow).steps]
+    last_kfp = max(i for i, c in enumerate(steps) if c == "pipelines")
+    for dep in ("kubeflow-profiles", "argo-workflows"):
+        assert last_kfp < min(i for i, c in enumerate(steps) if c == dep)
+    # The one Argo cannot go while Pipelines stays.
+    with pytest.raises(KubeforgeError) as e:
+        td.check_removable(plan, ["argo-workflows"])
+    assert "pipelines stays and needs argo-workflows" in e.value.message

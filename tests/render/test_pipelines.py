@@ -117,6 +117,12 @@ def test_kfp_argo_collides_with_the_argo_component_without_the_drop(kubeflow, up
     assert len(cluster_scoped) >= 13, [_ident(o) for o in cluster_scoped]
     binding = next(o for o in cluster_scoped if o["metadata"]["name"] == "argo-binding")
     assert binding["subjects"] != ours[_ident(binding)]["subjects"]
+    # Dropping KFP's copy loses no permission: its ClusterRoles are the argo-workflows component's.
+    for o in cluster_scoped:
+        if o["kind"] == "ClusterRole":
+            assert o.get("rules") == ours[_ident(o)].get("rules"), o["metadata"]["name"]
+            assert o["metadata"].get("labels", {}).items() - {("application-crd-id", "kubeflow-pipelines")} <= \
+                ours[_ident(o)]["metadata"]["labels"].items(), o["metadata"]["name"]
 
 
 def test_render_refuses_the_duplicate_when_kfp_keeps_its_argo(cache, mirror_dir, monkeypatch):
@@ -345,3 +351,21 @@ def test_default_secret_rule_fails_upstream_kfp_and_passes_kubeforges(kubeflow, 
     _find(ours, "Secret", "mlpipeline-minio-artifact")["stringData"]["secretkey"] = "minio123"
     assert [(f.name, f.path) for f in validate(ours, "1.34").errors if f.rule == "default-secret"] == [
         ("mlpipeline-minio-artifact", "stringData.secretkey")]
+
+
+@pytest.mark.parametrize("source,words", [
+    ("  - {id: x, kind: manifest, repo: kubeflow-manifests, path: a.yaml, build: false, sha256: '%s'}" % ("a" * 64),
+     "false only on a kustomize source"),
+    ("  - {id: x, kind: kustomize, repo: kubeflow-manifests, root: a, path: ., build: 'no', sha256: '%s'}" % ("a" * 64),
+     "true or false"),
+])
+def test_a_bad_build_flag_names_the_source_and_field(tmp_path, source, words):
+    from kubeforge.catalog import load_component
+
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "component.yaml").write_text(f"name: c\nversion: '1'\nsources:\n{source}\n")
+    (folder / "sources.lock").write_text("x:\n- {path: kustomization.yaml, sha256: %s}\n" % ("0" * 64))
+    with pytest.raises(KubeforgeError) as e:
+        load_component(folder, repos={"kubeflow-manifests": {"owner": "o", "name": "n", "ref": "r"}})
+    assert e.value.field == "sources[x].build" and words in e.value.message and e.value.file.endswith("component.yaml")
