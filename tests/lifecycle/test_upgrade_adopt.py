@@ -51,8 +51,11 @@ def _user_objects():
 def _old_trees():
     """(component, mirror-relative build dir) of each kubeflow/manifests tree at v1.11.0."""
     old = load_catalog(release=OLD)
+    # The trees the component's default values select (dev's single-user install, as README_APPLY
+    # applies it); multi-user overlays and raw files are other sources.
     return [(name, f"github/kubeflow/manifests/{OLD}/{s.root}/{s.path}".rstrip("/."))
-            for name in README_APPLY for s in old[name].sources]
+            for name in README_APPLY for s in old[name].sources
+            if s.kind == "kustomize" and all(old[name].defaults.get(k) == v for k, v in s.when.items())]
 
 
 @pytest.fixture(scope="module")
