@@ -45,9 +45,8 @@ def register(app: typer.Typer) -> None:
     def up(env: EnvOpt, project: ProjectOpt = "platform", kubeconfig: KubeconfigOpt = None,
            backend: BackendOpt = None, json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
         """Install or update an environment (`pulumi up` of its stack), progress per component."""
-        from kubeforge.pulumi import automation
-
         from kubeforge.login import hints
+        from kubeforge.pulumi import automation
 
         prep = automation.prepare(project, env, kubeconfig=kubeconfig, backend=backend)
         result = automation.run("up", prep, kubeconfig=kubeconfig, emit=_emit_to(json_out), verbose=verbose)

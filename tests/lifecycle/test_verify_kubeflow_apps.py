@@ -234,7 +234,7 @@ class TenantStandIn:
                "spec": copy.deepcopy(nb["spec"]["template"]["spec"])}
         ns_labels = self.store[("v1", "Namespace", None, ns)]["metadata"]["labels"]
         if ns_labels.get("app.kubernetes.io/part-of") == "kubeflow-profile":
-            for (api_v, kind, pns, _n), pd in self.store.items():
+            for (_api_v, kind, pns, _n), pd in self.store.items():
                 if kind == "PodDefault" and pns == ns and _matches(pd["spec"]["selector"], pod["metadata"]["labels"]):
                     spec = pod["spec"]
                     spec.setdefault("volumes", []).extend(copy.deepcopy(pd["spec"].get("volumes") or []))

@@ -8,7 +8,7 @@ import pytest
 from kubeforge.catalog import load_catalog
 from kubeforge.errors import KubeforgeError
 from kubeforge.plan import make_plan
-from kubeforge.profile import load_profile, deep_merge
+from kubeforge.profile import deep_merge, load_profile
 
 DEMO = """name: demo-overlay
 version: "1"
