@@ -97,6 +97,16 @@ def _issuer_url(v: str, *, https: bool) -> str:
     return v
 
 
+def _once(items: list, keys: list[str], what: str) -> list:
+    """`items` unchanged when no key repeats; else the error names the first one given twice."""
+    seen: set[str] = set()
+    for k in keys:
+        if k in seen:
+            raise ValueError(f"{what} {k!r} is declared twice")
+        seen.add(k)
+    return items
+
+
 class StaticUser(_Strict):
     """A Dex static user. Its password is a per-install secret (`kubeforge secrets get`), never here."""
 
@@ -139,12 +149,7 @@ class Auth(_Strict):
     @field_validator("staticUsers")
     @classmethod
     def _unique_users(cls, v: list[StaticUser]) -> list[StaticUser]:
-        seen: set[str] = set()
-        for u in v:
-            if u.email in seen:
-                raise ValueError(f"static user {u.email!r} is declared twice")
-            seen.add(u.email)
-        return v
+        return _once(v, [u.email for u in v], "static user")
 
 
 class Tenant(_Strict):
@@ -183,12 +188,7 @@ class Kubeflow(_Strict):
     @field_validator("tenants")
     @classmethod
     def _unique(cls, v: list[Tenant]) -> list[Tenant]:
-        seen: set[str] = set()
-        for t in v:
-            if t.name in seen:
-                raise ValueError(f"tenant {t.name!r} is declared twice")
-            seen.add(t.name)
-        return v
+        return _once(v, [t.name for t in v], "tenant")
 
     def users(self) -> list[str]:
         """Every e-mail the tenants name, owners first, in declaration order."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 
 import bcrypt
@@ -28,16 +27,6 @@ SECRET_NAMES = ["oauth2-proxy-client-secret", "oauth2-proxy-cookie-secret", "dex
                 "dex-password-bob@example.com", "katib-mysql-root-password"]
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    d = tmp_path_factory.mktemp("kfauth-cache")
-    old = os.environ.get("KUBEFORGE_CACHE")
-    os.environ["KUBEFORGE_CACHE"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("KUBEFORGE_CACHE")
-    else:
-        os.environ["KUBEFORGE_CACHE"] = old
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 
 import pytest
 from shipped_profiles import SHIPPED
@@ -27,16 +26,6 @@ UPSTREAM_SEAWEEDFS_SECRET = ("github/kubeflow/manifests/26.03/applications/pipel
                              "seaweedfs/base/seaweedfs/mlpipeline-minio-artifact-secret.yaml")
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    d = tmp_path_factory.mktemp("kfpcache")
-    old = os.environ.get("KUBEFORGE_CACHE")
-    os.environ["KUBEFORGE_CACHE"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("KUBEFORGE_CACHE")
-    else:
-        os.environ["KUBEFORGE_CACHE"] = old
 
 
 def _profile(tmp_path, name: str, text: str):

@@ -25,16 +25,6 @@ from kubeforge.validate import validate
 RENDERABLE = [p for p in distinct() if p != "gpu-operator"]
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    d = tmp_path_factory.mktemp("kfcache")
-    old = os.environ.get("KUBEFORGE_CACHE")
-    os.environ["KUBEFORGE_CACHE"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("KUBEFORGE_CACHE")
-    else:
-        os.environ["KUBEFORGE_CACHE"] = old
 
 
 @pytest.fixture(scope="module")
