@@ -172,7 +172,19 @@ def _matches(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
 
 
-class TenantStandIn:
+class _Clocked:
+    """A stand-in's clock: the checks wait on ctx.clock(), the stand-in's sleep advances it."""
+
+    now = 0.0
+
+    def clock(self):
+        return self.now
+
+    def advance(self, s):
+        self.now += s
+
+
+class TenantStandIn(_Clocked):
     """STAND-IN for the API server of one tenant namespace, with the two controllers the Notebook
     check depends on, modelled on upstream (kubeflow/kubeflow v1.10):
     - the notebook-controller: a Notebook gets a StatefulSet whose pod `<name>-0` carries the
@@ -200,12 +212,6 @@ class TenantStandIn:
         self.pods: dict[tuple, dict] = {}
         self.created: dict[tuple, float] = {}
         self.deleted: list[str] = []
-
-    def clock(self):
-        return self.now
-
-    def advance(self, s):
-        self.now += s
 
     def create(self, obj, namespace=None, dry_run=False):
         obj = copy.deepcopy(obj)
@@ -362,7 +368,7 @@ X509 = ('Internal error occurred: failed calling webhook "mpvcviewer.kb.io": fai
         'tls: failed to verify certificate: x509: certificate signed by unknown authority')
 
 
-class WebhookStandIn:
+class WebhookStandIn(_Clocked):
     """STAND-IN for the API server in front of pvcviewer's webhooks: namespaces and PVCs are
     stored; a dry-run PVCViewer goes to the webhooks, which (trusted=True) default spec.podSpec as
     upstream's sample says they do, or (trusted=False) cannot be called over TLS."""
@@ -370,12 +376,6 @@ class WebhookStandIn:
     def __init__(self, trusted=True, defaults=True):
         self.trusted, self.defaults, self.now = trusted, defaults, 0.0
         self.store, self.deleted = {}, []
-
-    def clock(self):
-        return self.now
-
-    def advance(self, s):
-        self.now += s
 
     def create(self, obj, namespace=None, dry_run=False):
         obj = copy.deepcopy(obj)
