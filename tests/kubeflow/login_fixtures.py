@@ -8,6 +8,7 @@ import types
 from pathlib import Path
 
 import pytest
+from fakeclock import FakeClock
 from login_standin import K8S_ISSUER, ApiServer, Gateway, Server
 
 from kubeforge.verify.checks import load_checks_file
@@ -87,17 +88,6 @@ class StandinCluster:
         return True
 
 
-class Clock:
-    """The checks' waits run on this clock: a sleep advances it, so a failing wait ends at once."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, s):
-        self.now += max(s, 0.001)
 
 
 @pytest.fixture
@@ -130,7 +120,7 @@ def standin(kubeflow, checks):
                                                  if n not in LAYER_APPS or n in apps}, profile=profile)
 
         def run(name):
-            clock = Clock()
+            clock = FakeClock()
             ctx = CheckContext(cluster=cluster, plan=plan, component="kubeflow-auth",
                                objects=kubeflow.components["kubeflow-auth"].objects, timeout=300,
                                clock=clock, sleep=clock.sleep)

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from fakeclock import FakeClock
 from lifecycle_helpers import REPO
 
 from kubeforge.validate import validate
@@ -254,19 +255,10 @@ def cache_external(tmp_path, mirror_dir, monkeypatch):
 
 
 # -- the run poller on recorded responses --------------------------------------------------------
-class _Clock:
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
-
-    def sleep(self, s):
-        self.t += s
 
 
 def _ctx(kubeflow, objects, exec_fn=None, timeout=600.0):
-    clock = _Clock()
+    clock = FakeClock()
     ctx = CheckContext(cluster=None, plan=kubeflow.plan, component="pipelines", objects=objects, timeout=timeout,
                        clock=clock, sleep=clock.sleep)
     if exec_fn is not None:

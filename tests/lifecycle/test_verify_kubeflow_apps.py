@@ -15,6 +15,7 @@ import re
 
 import pytest
 from apiserver_standin import ApiServerStandIn
+from fakeclock import FakeClock
 from lifecycle_helpers import objects_of
 
 from kubeforge import api
@@ -172,19 +173,7 @@ def _matches(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
 
 
-class _Clocked:
-    """A stand-in's clock: the checks wait on ctx.clock(), the stand-in's sleep advances it."""
-
-    now = 0.0
-
-    def clock(self):
-        return self.now
-
-    def advance(self, s):
-        self.now += s
-
-
-class TenantStandIn(_Clocked):
+class TenantStandIn(FakeClock):
     """STAND-IN for the API server of one tenant namespace, with the two controllers the Notebook
     check depends on, modelled on upstream (kubeflow/kubeflow v1.10):
     - the notebook-controller: a Notebook gets a StatefulSet whose pod `<name>-0` carries the
@@ -368,7 +357,7 @@ X509 = ('Internal error occurred: failed calling webhook "mpvcviewer.kb.io": fai
         'tls: failed to verify certificate: x509: certificate signed by unknown authority')
 
 
-class WebhookStandIn(_Clocked):
+class WebhookStandIn(FakeClock):
     """STAND-IN for the API server in front of pvcviewer's webhooks: namespaces and PVCs are
     stored; a dry-run PVCViewer goes to the webhooks, which (trusted=True) default spec.podSpec as
     upstream's sample says they do, or (trusted=False) cannot be called over TLS."""
