@@ -17,7 +17,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from kubeforge.verify import check
+from kubeforge.verify import check, webhook_certs
 from kubeforge.verify.context import NotYet
 
 NAMESPACE = "kubeflow"
@@ -365,25 +365,7 @@ def read_artifact(ctx, client: PodClient, namespace: str, run: dict) -> tuple[st
 @check("cache-webhook-cert", timeout=180)
 def cache_webhook_cert(ctx):
     """KFP's cache webhook: its cert-manager Certificate is Ready and the caBundle is its CA."""
-    webhook = next(o for o in ctx.objects if o["kind"] == "MutatingWebhookConfiguration"
-                   and "cert-manager.io/inject-ca-from" in (o["metadata"].get("annotations") or {}))
-    ns, cert_name = webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].split("/")
-    cert = ctx.wait_condition("cert-manager.io/v1", "Certificate", cert_name, ns, "Ready", timeout=120)
-    secret_name = cert["spec"]["secretName"]
-
-    def injected() -> bool:
-        secret = ctx.get("v1", "Secret", secret_name, ns) or {}
-        ca = (secret.get("data") or {}).get("ca.crt")
-        live = ctx.get("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration",
-                       webhook["metadata"]["name"]) or {}
-        bundles = [(w.get("clientConfig") or {}).get("caBundle") for w in live.get("webhooks") or []]
-        if not ca:
-            raise NotYet(f"Secret {ns}/{secret_name} has no ca.crt yet")
-        if not bundles or any(b != ca for b in bundles):
-            raise NotYet(f"{webhook['metadata']['name']}: caBundle not injected from {ns}/{cert_name}")
-        return True
-    ctx.wait("the cache webhook's caBundle", injected, timeout=60)
-    return f"{cert_name} Ready, caBundle of {webhook['metadata']['name']} injected"
+    return webhook_certs.check(ctx)
 
 
 @check("tenant-resources", timeout=180, when=_one_tenant)

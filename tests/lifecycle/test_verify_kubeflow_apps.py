@@ -126,10 +126,15 @@ def _loaded_standin(rendered, unpullable=()):
     return cluster
 
 
-@pytest.mark.parametrize("component", ["poddefaults", "volumes"])
-def test_webhook_certificate_check_passes_once_the_cainjector_injected(kubeflow, component):
+# The checks that are webhook_certs.check: the apps' and KFP's cache webhook.
+CA_CHECKS = [("poddefaults", "webhook-certificate"), ("volumes", "webhook-certificate"),
+             ("pipelines", "cache-webhook-cert")]
+
+
+@pytest.mark.parametrize("component, check_name", CA_CHECKS)
+def test_webhook_certificate_check_passes_once_the_cainjector_injected(kubeflow, component, check_name):
     cluster = _loaded_standin(kubeflow)
-    fn = _check_fn(component, "webhook-certificate")
+    fn = _check_fn(component, check_name)
     note = fn(_ctx(cluster, kubeflow, component))
     assert re.match(r"\d object\(s\) trust Certificate kubeflow/", note), note
     (cert,) = objects_of(kubeflow, component, "Certificate")
@@ -139,15 +144,15 @@ def test_webhook_certificate_check_passes_once_the_cainjector_injected(kubeflow,
         assert {b for _w, b in webhook_certs.ca_bundles(live)} == {ca}
 
 
-@pytest.mark.parametrize("component", ["poddefaults", "volumes"])
-def test_webhook_certificate_check_fails_while_nothing_injects(kubeflow, component):
+@pytest.mark.parametrize("component, check_name", CA_CHECKS)
+def test_webhook_certificate_check_fails_while_nothing_injects(kubeflow, component, check_name):
     """cert-manager issues the Certificate, but its cainjector cannot start (its image is missing
     from an air-gapped mirror): the check fails naming the webhook and the injector."""
     (injector,) = [d for d in objects_of(kubeflow, "cert-manager", "Deployment")
                    if d["metadata"]["name"] == "cert-manager-cainjector"]
     image = injector["spec"]["template"]["spec"]["containers"][0]["image"]
     cluster = _loaded_standin(kubeflow, unpullable={image})
-    fn = _check_fn(component, "webhook-certificate")
+    fn = _check_fn(component, check_name)
     with pytest.raises(AssertionError, match=r"timed out waiting for webhook CAs injected: .*has no caBundle "
                                              r"\(cert-manager's cainjector has not injected"):
         fn(_ctx(cluster, kubeflow, component, timeout=60))
