@@ -34,9 +34,6 @@ API_PATH = "/apis/v2beta1"
 # v2beta1 RuntimeState: the run is over in these.
 DONE = {"SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"}
 PIPELINE_FILE = Path(__file__).with_name("verify") / "two-steps.yaml"
-# Upstream's shipped object-store keys (kubeflow/manifests third-party/seaweedfs), besides the
-# values components/_default_secrets.yaml lists.
-UPSTREAM_ACCESS_KEY = "minio"
 
 
 # -- what the checks send and expect (pure; tested offline) -------------------------------------
@@ -199,11 +196,11 @@ def tenant_findings(namespace: str, ns_obj: dict | None, secret: dict | None, co
 
 
 def known_defaults(component_dir: Path) -> set[str]:
-    """Values components/_default_secrets.yaml lists, plus upstream's shipped access key."""
-    import yaml
+    """The values components/_default_secrets.yaml lists (upstream's minio/minio123 among them), read
+    as the default-secret rule reads them."""
+    from kubeforge import default_secrets
 
-    listed = yaml.safe_load((component_dir.parent / "_default_secrets.yaml").read_text()) or {}
-    return {str(e["value"]) for e in listed.get("entries", []) if e.get("value")} | {UPSTREAM_ACCESS_KEY}
+    return {e.value for e in default_secrets.load(component_dir.parent / "_default_secrets.yaml")}
 
 
 def _secret_values(secret: dict) -> dict[str, str]:
